@@ -1,0 +1,99 @@
+//! The one place that maps failures to HTTP: `ApiError` → status + `{"error": "..."}`, and
+//! warp rejections (unknown route, bad query, oversized body) to the same JSON shape.
+
+use std::convert::Infallible;
+
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+
+use crate::domain::ValidationError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::Conflict(msg) => Self::Conflict(msg),
+            StoreError::Invalid(v) => Self::Invalid(v.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        if let Self::Internal(detail) = &self {
+            tracing::error!(error = %detail, "internal error");
+        }
+        let body = warp::reply::json(&serde_json::json!({ "error": self.to_string() }));
+        let mut response = warp::reply::with_status(body, self.status()).into_response();
+        if matches!(self, Self::Unauthorized) {
+            response.headers_mut().insert(
+                warp::http::header::WWW_AUTHENTICATE,
+                warp::http::HeaderValue::from_static("Basic realm=\"rollbridge\""),
+            );
+        }
+        response
+    }
+}
+
+/// Turns any rejection into a JSON error response.
+pub async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
+    let error = if let Some(e) = rejection.find::<ApiError>() {
+        match e {
+            ApiError::Invalid(m) => ApiError::Invalid(m.clone()),
+            ApiError::Unauthorized => ApiError::Unauthorized,
+            ApiError::NotFound => ApiError::NotFound,
+            ApiError::Conflict(m) => ApiError::Conflict(m.clone()),
+            ApiError::TooLarge(n) => ApiError::TooLarge(*n),
+            ApiError::Internal(m) => ApiError::Internal(m.clone()),
+        }
+    } else if rejection.is_not_found() {
+        ApiError::NotFound
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::Invalid(format!("invalid query string: {e}"))
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        let body = warp::reply::json(&serde_json::json!({ "error": "method not allowed" }));
+        return Ok(warp::reply::with_status(body, StatusCode::METHOD_NOT_ALLOWED).into_response());
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::TooLarge(0)
+    } else {
+        ApiError::Invalid(format!("bad request: {rejection:?}"))
+    };
+    Ok(error.into_response())
+}

@@ -1,0 +1,229 @@
+//! HTTP: the one list of routes (`routes`), shared request plumbing (state, auth, bounded
+//! bodies, request ids, metrics) and the handlers in `api` (CoreRoller-compatible REST),
+//! `omaha` (update protocol) and `ops` (health, metrics). Only this module names warp.
+
+pub mod api;
+pub mod error;
+pub mod metrics;
+pub mod omaha;
+pub mod ops;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use warp::filters::path::FullPath;
+use warp::http::{HeaderValue, Method};
+use warp::reply::Response;
+use warp::{Buf, Filter, Rejection};
+
+use crate::auth::CredentialCache;
+use crate::clock::Clock;
+use crate::domain::User;
+use crate::omaha::OmahaOptions;
+use crate::store::Store;
+pub use error::ApiError;
+
+/// Everything handlers need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub clock: Clock,
+    pub omaha: Arc<OmahaOptions>,
+    pub max_body_bytes: usize,
+    pub credentials: Arc<CredentialCache>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Store, clock: Clock, omaha: OmahaOptions, max_body_bytes: usize) -> Self {
+        Self {
+            store,
+            clock,
+            omaha: Arc::new(omaha),
+            max_body_bytes,
+            credentials: Arc::new(CredentialCache::default()),
+            metrics: Arc::new(metrics::Metrics::new()),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+pub fn with_state(
+    state: AppState,
+) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// Reads the body up to `limit` bytes, whatever the transfer encoding; more is an error.
+pub fn limited_body(
+    limit: usize,
+) -> impl Filter<Extract = (Result<Bytes, usize>,), Error = Rejection> + Clone {
+    warp::body::stream().then(move |stream| collect_limited(stream, limit))
+}
+
+async fn collect_limited<S, B>(stream: S, limit: usize) -> Result<Bytes, usize>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let Ok(mut chunk) = chunk else {
+            return Err(limit);
+        };
+        if buf.len() + chunk.remaining() > limit {
+            return Err(limit);
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            buf.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// A JSON body of at most `state.max_body_bytes`, parsed into `T` (400 with the parser's
+/// message on malformed JSON, 413 when too large).
+pub fn json_body<T: serde::de::DeserializeOwned + Send>(
+    limit: usize,
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    limited_body(limit).and_then(|body: Result<Bytes, usize>| async move {
+        let body = body.map_err(|n| warp::reject::custom(ApiError::TooLarge(n)))?;
+        serde_json::from_slice::<T>(&body).map_err(|e| {
+            warp::reject::custom(ApiError::Invalid(format!("malformed JSON body: {e}")))
+        })
+    })
+}
+
+/// Authenticates `Authorization: Basic` (users) or `Bearer` (API tokens).
+pub fn authenticated(state: AppState) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+        let state = state.clone();
+        async move {
+            match check_authorization(&state, header.as_deref()).await {
+                Ok(user) => Ok(user),
+                Err(e) => Err(warp::reject::custom(e)),
+            }
+        }
+    })
+}
+
+pub async fn check_authorization(state: &AppState, header: Option<&str>) -> Result<User, ApiError> {
+    use base64::Engine as _;
+    let header = header.ok_or(ApiError::Unauthorized)?.trim();
+    let now = state.now();
+    if let Some(token) = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+    {
+        let digest = crate::auth::token_digest(token.trim());
+        return state
+            .store
+            .user_for_token(&digest, now)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::Unauthorized);
+    }
+    if let Some(encoded) = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))
+    {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| ApiError::Unauthorized)?;
+        let text = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
+        let (username, password) = text.split_once(':').ok_or(ApiError::Unauthorized)?;
+        let creds = state
+            .store
+            .user_by_name(username)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::Unauthorized)?;
+        let credentials = state.credentials.clone();
+        let hash = creds.password_hash.clone();
+        let (user, pass) = (username.to_string(), password.to_string());
+        // argon2 is deliberately slow: keep it off the async workers.
+        let ok = tokio::task::spawn_blocking(move || credentials.verify(&user, &pass, &hash, now))
+            .await
+            .unwrap_or(false);
+        if ok {
+            return Ok(creds.user);
+        }
+    }
+    Err(ApiError::Unauthorized)
+}
+
+/// Turns a handler result into a response.
+pub async fn respond<F>(fut: F) -> Response
+where
+    F: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    match fut.await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A request id: the caller's `X-Request-Id` when it is sane, else a fresh one.
+fn request_id() -> impl Filter<Extract = (String,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("x-request-id").map(|given: Option<String>| {
+        given
+            .filter(|id| {
+                !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .unwrap_or_else(crate::domain::new_id)
+    })
+}
+
+/// All routes, with request ids, access logging and metrics around them.
+pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let metrics = state.metrics.clone();
+    let inner = omaha::routes(state.clone())
+        .or(ops::routes(state.clone()))
+        .unify()
+        .or(api::routes(state))
+        .unify()
+        .recover(error::recover)
+        .unify();
+    warp::any()
+        .map(Instant::now)
+        .and(request_id())
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(inner)
+        .map(move |started: Instant, id: String, method: Method, path: FullPath, mut response: Response| {
+            let elapsed = started.elapsed();
+            let status = response.status().as_u16();
+            let route = metrics::route_label(path.as_str());
+            metrics.observe(route, method.as_str(), status, elapsed.as_secs_f64());
+            tracing::info!(request_id = %id, method = %method, route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                response.headers_mut().insert("x-request-id", value);
+            }
+            response
+        })
+}
+
+/// The client address used for instances: first valid `X-Forwarded-For` entry, else the peer.
+pub fn client_ip() -> impl Filter<Extract = (std::net::IpAddr,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("x-forwarded-for")
+        .and(warp::addr::remote())
+        .map(|forwarded: Option<String>, peer: Option<SocketAddr>| {
+            forwarded
+                .as_deref()
+                .and_then(|h| h.split(',').next())
+                .and_then(|first| first.trim().parse().ok())
+                .or_else(|| peer.map(|p| p.ip()))
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        })
+}

@@ -1,0 +1,39 @@
+//! Operational endpoints: `/v1.0/health` (no auth) and Prometheus text at `/metrics`.
+
+use warp::reply::{Reply, Response};
+use warp::{Filter, Rejection};
+
+use super::{authenticated, with_state, AppState};
+
+pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let health = warp::path!("v1.0" / "health")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .then(|state: AppState| async move {
+            // A trivial query proves the database answers, not only the process.
+            match state.store.db().query("SELECT 1", Vec::new()).await {
+                Ok(_) => warp::reply::json(&serde_json::json!({"status": "ok"})).into_response(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "health check: database unavailable");
+                    warp::reply::with_status(
+                        warp::reply::json(&serde_json::json!({"status": "unavailable", "error": "database unavailable"})),
+                        warp::http::StatusCode::SERVICE_UNAVAILABLE,
+                    )
+                    .into_response()
+                }
+            }
+        });
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(authenticated(state.clone()))
+        .and(with_state(state))
+        .map(|_user, state: AppState| {
+            warp::reply::with_header(
+                state.metrics.render(),
+                "content-type",
+                "text/plain; version=0.0.4",
+            )
+            .into_response()
+        });
+    health.or(metrics).unify()
+}

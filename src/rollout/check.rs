@@ -1,0 +1,307 @@
+//! One Omaha `<app>` applied to the store in ONE transaction that holds the group's lock:
+//! events first (they see the stored state, as in CoreRoller), then registration, then the
+//! update check (load counters → `decide()` → write the decision). Because the decision and its
+//! write share the lock, concurrent checks on any number of replicas never exceed the policy.
+
+use super::events::{apply_event, complete_instance, ReportedEvent};
+use super::policy::{decide, Decision, Denial, InstanceState, NoUpdateEffect, Target};
+use crate::domain::{
+    ActivityClass, Group, InstanceStatus, NewActivity, Package, Severity, Version,
+};
+use crate::store::rollout::{self as rows, InstanceKey, Registration};
+use crate::store::{Store, StoreError, Tx};
+
+/// Everything the Omaha handler learned about one `<app>` of a request.
+#[derive(Debug, Clone)]
+pub struct CheckRequest {
+    pub app_id: String,
+    /// The CoreOS/Flatcar application gets update_engine's event quirks.
+    pub is_coreos: bool,
+    pub group_id: String,
+    pub instance_id: String,
+    pub ip: String,
+    pub alias: String,
+    pub oem: String,
+    pub aleph_version: String,
+    pub version: Version,
+    pub events: Vec<ReportedEvent>,
+    pub ping: bool,
+    pub update_check: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateAnswer {
+    Update(Box<Package>),
+    NoUpdate,
+    Denied(Denial),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckOutcome {
+    /// `None` when the request had no `<updatecheck>`.
+    pub update: Option<UpdateAnswer>,
+    pub poll_interval: i64,
+}
+
+const MAX_ATTEMPTS: usize = 5;
+
+/// Runs the check, retrying when the database reports a transient conflict (deadlock, busy).
+pub async fn run(store: &Store, req: &CheckRequest, now: i64) -> Result<CheckOutcome, StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = store.begin().await?;
+        match run_in(&mut tx, req, now).await {
+            Ok(outcome) => {
+                tx.commit().await?;
+                return Ok(outcome);
+            }
+            Err(StoreError::Retryable(msg)) if attempt < MAX_ATTEMPTS => {
+                tracing::debug!(attempt, %msg, "retrying update check");
+                let _ = tx.rollback().await;
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
+        }
+    }
+}
+
+async fn run_in(tx: &mut Tx, req: &CheckRequest, now: i64) -> Result<CheckOutcome, StoreError> {
+    let mut group = rows::lock_group(tx, &req.group_id)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let key = InstanceKey {
+        instance_id: &req.instance_id,
+        app_id: &req.app_id,
+        group_id: &req.group_id,
+    };
+    let mut state = rows::instance_app(tx, &req.instance_id, &req.app_id).await?;
+    for event in &req.events {
+        apply_event(tx, &mut group, key, req, &mut state, event, now).await?;
+    }
+    if !(req.ping || req.update_check) {
+        return Ok(CheckOutcome {
+            update: None,
+            poll_interval: group.policy_poll_interval,
+        });
+    }
+    rows::register(
+        tx,
+        &Registration {
+            instance_id: req.instance_id.clone(),
+            app_id: req.app_id.clone(),
+            group_id: req.group_id.clone(),
+            ip: req.ip.clone(),
+            alias: req.alias.clone(),
+            oem: req.oem.clone(),
+            aleph_version: req.aleph_version.clone(),
+            version: req.version.as_str().to_string(),
+        },
+        now,
+    )
+    .await?;
+    let update = if req.update_check {
+        Some(update_check(tx, &mut group, key, req, state.as_ref(), now).await?)
+    } else {
+        None
+    };
+    Ok(CheckOutcome {
+        update,
+        poll_interval: group.policy_poll_interval,
+    })
+}
+
+async fn update_check(
+    tx: &mut Tx,
+    group: &mut Group,
+    key: InstanceKey<'_>,
+    req: &CheckRequest,
+    stored: Option<&rows::InstanceAppState>,
+    now: i64,
+) -> Result<UpdateAnswer, StoreError> {
+    let target = match &group.channel_id {
+        Some(channel_id) => rows::channel_target(tx, channel_id).await?,
+        None => None,
+    };
+    let target_version = target
+        .as_ref()
+        .and_then(|(p, _)| Version::parse(&p.version).ok());
+    let policy = group.policy();
+    let instance = InstanceState {
+        reported_version: req.version.clone(),
+        status: stored.and_then(|s| s.status()),
+        update_in_progress: stored.is_some_and(|s| s.update_in_progress),
+        last_update_version: stored
+            .and_then(|s| s.last_update_version.as_deref())
+            .and_then(|v| Version::parse(v).ok()),
+        last_update_granted_ts: stored.and_then(|s| s.last_update_granted_ts),
+    };
+    // Counters cost a scan of the group's instances: only read them when policy needs them.
+    let needs_counters = target_version
+        .as_ref()
+        .is_some_and(|t| req.version < *t && policy.updates_enabled);
+    let counters = match (&target, needs_counters) {
+        (Some((package, _)), true) => {
+            rows::counters(tx, &group.id, &package.version, &policy, now).await?
+        }
+        _ => Default::default(),
+    };
+    let target_view = match (&target, &target_version) {
+        (Some((_, blacklisted)), Some(version)) => Some(Target {
+            version: version.clone(),
+            blacklisted: *blacklisted,
+        }),
+        _ => None,
+    };
+    let decision = decide(&policy, &counters, &instance, target_view.as_ref(), now);
+    let current_status = instance.status;
+    match decision {
+        Decision::Grant => {
+            let Some((package, _)) = target else {
+                return Ok(UpdateAnswer::Denied(Denial::NoPackage));
+            };
+            rows::grant(tx, key, &package.version, now).await?;
+            if !rows::activity_exists(
+                tx,
+                &group.id,
+                ActivityClass::RolloutStarted,
+                Some(&package.version),
+                0,
+            )
+            .await?
+            {
+                rows::add_activity(
+                    tx,
+                    &NewActivity {
+                        class: ActivityClass::RolloutStarted,
+                        severity: Severity::Info,
+                        version: package.version.clone(),
+                        application_id: group.application_id.clone(),
+                        group_id: Some(group.id.clone()),
+                        channel_id: group.channel_id.clone(),
+                        instance_id: None,
+                        description: format!(
+                            "Rollout of {} started in group {}",
+                            package.version, group.name
+                        ),
+                    },
+                    now,
+                )
+                .await?;
+            }
+            if !group.rollout_in_progress {
+                rows::set_rollout_in_progress(tx, &group.id, true).await?;
+                group.rollout_in_progress = true;
+            }
+            Ok(UpdateAnswer::Update(Box::new(package)))
+        }
+        Decision::Reserve => match target {
+            Some((package, _)) => Ok(UpdateAnswer::Update(Box::new(package))),
+            None => Ok(UpdateAnswer::Denied(Denial::NoPackage)),
+        },
+        Decision::NoUpdate(effect) => {
+            if effect == NoUpdateEffect::Complete {
+                let granted = instance
+                    .last_update_version
+                    .as_ref()
+                    .map(|v| v.as_str().to_string())
+                    .unwrap_or_else(|| req.version.as_str().to_string());
+                complete_instance(
+                    tx,
+                    group,
+                    key,
+                    current_status,
+                    &granted,
+                    req.version.as_str(),
+                    now,
+                )
+                .await?;
+            }
+            Ok(UpdateAnswer::NoUpdate)
+        }
+        Decision::Deny {
+            reason,
+            hold,
+            pause_group,
+        } => {
+            if reason == Denial::NoPackage {
+                // Once an hour per group is enough to tell the operator; every check would flood.
+                let since = now - 3_600_000;
+                if !rows::activity_exists(
+                    tx,
+                    &group.id,
+                    ActivityClass::PackageNotFound,
+                    None,
+                    since,
+                )
+                .await?
+                {
+                    rows::add_activity(
+                        tx,
+                        &NewActivity {
+                            class: ActivityClass::PackageNotFound,
+                            severity: Severity::Warning,
+                            version: "0.0.0".into(),
+                            application_id: group.application_id.clone(),
+                            group_id: Some(group.id.clone()),
+                            channel_id: group.channel_id.clone(),
+                            instance_id: None,
+                            description: format!(
+                                "Group {} has no channel or its channel has no package",
+                                group.name
+                            ),
+                        },
+                        now,
+                    )
+                    .await?;
+                }
+            }
+            if hold {
+                let version = instance
+                    .last_update_version
+                    .as_ref()
+                    .map(|v| v.as_str().to_string())
+                    .unwrap_or_default();
+                rows::set_status(
+                    tx,
+                    key,
+                    current_status,
+                    InstanceStatus::OnHold,
+                    &version,
+                    "",
+                    true,
+                    None,
+                    now,
+                )
+                .await?;
+            }
+            if pause_group && group.policy_updates_enabled {
+                rows::set_updates_enabled(tx, &group.id, false).await?;
+                group.policy_updates_enabled = false;
+                rows::add_activity(
+                    tx,
+                    &NewActivity {
+                        class: ActivityClass::RolloutFailed,
+                        severity: Severity::Error,
+                        version: target_version
+                            .map(|v| v.as_str().to_string())
+                            .unwrap_or_default(),
+                        application_id: group.application_id.clone(),
+                        group_id: Some(group.id.clone()),
+                        channel_id: group.channel_id.clone(),
+                        instance_id: None,
+                        description: format!(
+                            "Updates in group {} timed out; the group's updates have been disabled",
+                            group.name
+                        ),
+                    },
+                    now,
+                )
+                .await?;
+            }
+            Ok(UpdateAnswer::Denied(reason))
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Rollout: the rules that decide who gets an update (`policy`, pure) and the transactions that
+//! apply them to the store (`check` for update checks, `events` for reported progress).
+
+pub mod check;
+pub mod events;
+pub mod policy;
+
+pub use check::{CheckOutcome, CheckRequest};
+pub use policy::{decide, Counters, Decision, Denial, InstanceState, NoUpdateEffect, Target};
