@@ -1,0 +1,347 @@
+//! Shared test harness: a fresh database per test on SQLite (temp file) or MariaDB (a database
+//! created on `TEST_MYSQL_URL` and dropped afterwards), a server spawned on a free port, and a
+//! macro that runs one test body on both backends. Under `CI=true` a missing MariaDB fails the
+//! MySQL half instead of skipping it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use rollbridge::clock::Clock;
+use rollbridge::config::{DatabaseArgs, ServeArgs};
+use rollbridge::http::AppState;
+use rollbridge::store::Store;
+
+pub const COREOS_APP: &str = "e96281a6-d1af-4bde-9a0a-97b76e56dc57";
+/// 2026-11-25 10:00 UTC, a Wednesday: inside office hours in most of Europe.
+pub const T0: i64 = 1_795_600_800_000;
+
+pub struct TestDb {
+    pub url: String,
+    mysql_drop: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        Self {
+            url,
+            mysql_drop: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh MariaDB database, or None (locally) when TEST_MYSQL_URL is not set.
+    pub async fn mysql() -> Option<Self> {
+        let ci = std::env::var("CI")
+            .map(|v| v == "true" || v == "1")
+            .unwrap_or(false);
+        let Ok(base) = std::env::var("TEST_MYSQL_URL") else {
+            assert!(
+                !ci,
+                "CI=true but TEST_MYSQL_URL is not set: the MySQL tests must run in CI"
+            );
+            eprintln!("TEST_MYSQL_URL not set: skipping the MySQL half of this test");
+            return None;
+        };
+        let name = format!("rbt_{}", uuid::Uuid::new_v4().simple());
+        let opts = mysql_async::Opts::from_url(&base).expect("TEST_MYSQL_URL is a valid MySQL URL");
+        let mut conn = mysql_async::Conn::new(opts)
+            .await
+            .unwrap_or_else(|e| panic!("MariaDB at TEST_MYSQL_URL unreachable: {e}"));
+        use mysql_async::prelude::Queryable;
+        conn.query_drop(format!(
+            "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        ))
+        .await
+        .expect("create test database");
+        drop(conn);
+        let (prefix, _) = base
+            .rsplit_once('/')
+            .expect("TEST_MYSQL_URL has a database path");
+        let url = format!("{prefix}/{name}");
+        Some(Self {
+            url,
+            mysql_drop: Some((base, name)),
+            _dir: None,
+        })
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::open(&self.url).await.expect("open store")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::env::var("TEST_KEEP_DB").is_ok() {
+            return;
+        }
+        if let Some((base, name)) = self.mysql_drop.take() {
+            // Drop runs inside a runtime; use a separate thread with its own.
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    use mysql_async::prelude::Queryable;
+                    if let Ok(opts) = mysql_async::Opts::from_url(&base) {
+                        if let Ok(mut conn) = mysql_async::Conn::new(opts).await {
+                            let _ = conn
+                                .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
+                                .await;
+                            let _ = conn.disconnect().await;
+                        }
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Runs `$body(db: TestDb)` once on SQLite and once on MariaDB.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let db = $crate::common::TestDb::sqlite().await;
+                super::$body(db).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn mysql() {
+                if let Some(db) = $crate::common::TestDb::mysql().await {
+                    super::$body(db).await;
+                }
+            }
+        }
+    };
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub clock: Clock,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub db: TestDb,
+}
+
+pub struct AppOptions {
+    pub clock: Clock,
+    pub deny_as_noupdate: bool,
+    pub max_body_bytes: usize,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            clock: Clock::manual(T0),
+            deny_as_noupdate: false,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+pub async fn spawn_app(db: TestDb) -> TestApp {
+    spawn_app_with(db, AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(db: TestDb, options: AppOptions) -> TestApp {
+    let args = ServeArgs {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database: DatabaseArgs {
+            database_url: db.url.clone(),
+        },
+        admin_password: None,
+        omaha_deny_as_noupdate: options.deny_as_noupdate,
+        max_body_bytes: options.max_body_bytes,
+    };
+    let app = rollbridge::startup::App::build(&args, options.clock.clone())
+        .await
+        .expect("build app");
+    let addr = app.addr;
+    let state = app.state.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        state,
+        clock: options.clock,
+        shutdown: Some(tx),
+        db,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .basic_auth("admin", Some("admin"))
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.get(path).await;
+        assert!(r.status().is_success(), "GET {path} -> {}", r.status());
+        r.json().await.expect("json")
+    }
+
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .request(method, self.url(path))
+            .basic_auth("admin", Some("admin"))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.send_json(reqwest::Method::POST, path, &body).await
+    }
+
+    pub async fn put_json(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.send_json(reqwest::Method::PUT, path, &body).await
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .basic_auth("admin", Some("admin"))
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    /// Posts an Omaha request; returns (HTTP status, body).
+    pub async fn omaha(&self, xml: &str) -> (u16, String) {
+        let r = self
+            .client
+            .post(self.url("/v1/update/"))
+            .header("content-type", "text/xml")
+            .body(xml.to_string())
+            .send()
+            .await
+            .expect("omaha POST");
+        let status = r.status().as_u16();
+        (status, r.text().await.expect("body"))
+    }
+
+    /// Creates an app, a channel pointing at a package of `version`, and a group with `policy`
+    /// (JSON fields merged over a permissive default). Returns (app_id, channel_id, group_id, package_id).
+    pub async fn setup_rollout(
+        &self,
+        version: &str,
+        policy: serde_json::Value,
+    ) -> (String, String, String, String) {
+        let name = format!("app-{}", uuid::Uuid::new_v4().simple());
+        let app: serde_json::Value = self
+            .post_json("/api/apps", serde_json::json!({"name": name}))
+            .await
+            .json()
+            .await
+            .expect("app");
+        let app_id = app["id"].as_str().expect("app id").to_string();
+        let pkg: serde_json::Value = self
+            .post_json(
+                &format!("/api/apps/{app_id}/packages"),
+                serde_json::json!({"type": 4, "version": version, "url": "https://pkgs.example.com/", "filename": "pkg.tgz", "size": "1024", "hash": "aGFzaA=="}),
+            )
+            .await
+            .json()
+            .await
+            .expect("package");
+        let package_id = pkg["id"].as_str().expect("package id").to_string();
+        let channel: serde_json::Value = self
+            .post_json(
+                &format!("/api/apps/{app_id}/channels"),
+                serde_json::json!({"name": "main", "color": "#000", "package_id": package_id}),
+            )
+            .await
+            .json()
+            .await
+            .expect("channel");
+        let channel_id = channel["id"].as_str().expect("channel id").to_string();
+        let mut body = serde_json::json!({
+            "name": "group", "channel_id": channel_id, "policy_updates_enabled": true, "policy_safe_mode": false,
+            "policy_period_interval": "15 minutes", "policy_max_updates_per_period": 1000, "policy_update_timeout": "60 minutes",
+            "track": "main"
+        });
+        if let (Some(obj), Some(extra)) = (body.as_object_mut(), policy.as_object()) {
+            for (k, v) in extra {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        let r = self
+            .post_json(&format!("/api/apps/{app_id}/groups"), body)
+            .await;
+        assert_eq!(r.status(), 201, "create group");
+        let group: serde_json::Value = r.json().await.expect("group");
+        let group_id = group["id"].as_str().expect("group id").to_string();
+        (app_id, channel_id, group_id, package_id)
+    }
+}
+
+/// An update_engine-style request for one app.
+pub fn check_xml(appid: &str, track: &str, machine: &str, version: &str, body: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<request protocol="3.0" version="update_engine-0.4.10" updaterversion="update_engine-0.4.10" installsource="scheduler" ismachine="1">
+  <os version="Chateau" platform="CoreOS" sp="{version}_x86_64"></os>
+  <app appid="{appid}" version="{version}" track="{track}" bootid="{{11111111-2222-3333-4444-555555555555}}" machineid="{machine}" oem="" alephversion="{version}" board="amd64-usr">
+    {body}
+  </app>
+</request>"#
+    )
+}
+
+pub const PING_CHECK: &str = r#"<ping active="1"></ping><updatecheck></updatecheck>"#;
+
+pub fn event(t: i32, r: i32) -> String {
+    format!(r#"<event eventtype="{t}" eventresult="{r}"></event>"#)
+}
+
+/// Parses the first app of a response: (app status, updatecheck status, manifest version).
+pub fn first_app(xml: &str) -> (String, Option<String>, Option<String>) {
+    let parsed = rollbridge::omaha::protocol::parse_response(xml.as_bytes())
+        .unwrap_or_else(|e| panic!("bad response {e}: {xml}"));
+    let app = parsed.apps.into_iter().next().expect("one app");
+    let uc = app.update_check.as_ref().map(|u| u.status.clone());
+    let version = app
+        .update_check
+        .as_ref()
+        .and_then(|u| u.manifests.first())
+        .map(|m| m.version.clone());
+    (app.status, uc, version)
+}
