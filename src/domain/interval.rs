@@ -49,7 +49,7 @@ pub fn parse_interval(field: &str, raw: &str) -> Result<i64, ValidationError> {
             tokens.push(word.to_string());
         }
     }
-    if tokens.len() % 2 != 0 {
+    if !tokens.len().is_multiple_of(2) {
         return Err(invalid());
     }
     let mut total: i64 = 0;
