@@ -26,6 +26,12 @@ fn no_content() -> Result<Response, ApiError> {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The 1-based page a client asked for, bounded so `(page - 1) * per_page` (per_page is at most
+/// 1000 everywhere) cannot overflow: a huge `page` is an empty page, not a panic.
+fn page_number(raw: Option<i64>) -> i64 {
+    raw.unwrap_or(1).clamp(1, 1_000_000)
+}
+
 fn id(field: &str, raw: &str) -> Result<String, ApiError> {
     normalize_uuid(field, raw).map_err(ApiError::from)
 }
@@ -112,7 +118,7 @@ async fn app_json(
 async fn list_apps(state: AppState, user: User, q: PageQuery) -> Result<Response, ApiError> {
     let apps = state.store.list_apps(&user.team_id).await?;
     let per_page = q.perpage.unwrap_or(500).clamp(1, 1000) as usize;
-    let page = q.page.unwrap_or(1).max(1) as usize;
+    let page = page_number(q.page) as usize;
     let mut out = Vec::new();
     for app in apps.iter().skip((page - 1) * per_page).take(per_page) {
         out.push(app_json(&state, app).await?);
@@ -416,7 +422,7 @@ async fn list_instances(
         status,
         version: q.version.filter(|v| !v.is_empty()),
         search: q.search,
-        page: q.page.unwrap_or(1),
+        page: page_number(q.page),
         per_page: q.perpage.unwrap_or(50),
     };
     let (total, instances) = state
@@ -430,10 +436,12 @@ async fn get_instance(
     state: AppState,
     user: User,
     raw: String,
-    _group: String,
+    group: String,
     instance: String,
 ) -> Result<Response, ApiError> {
     let app_id = app_of(&state, &user, &raw).await?;
+    let group_id = id("group_id", &group)?;
+    state.store.group(&app_id, &group_id, state.now()).await?;
     ok_json(&state.store.instance(&app_id, &instance).await?)
 }
 
@@ -441,11 +449,13 @@ async fn status_history(
     state: AppState,
     user: User,
     raw: String,
-    _group: String,
+    group: String,
     instance: String,
     q: HistoryQuery,
 ) -> Result<Response, ApiError> {
     let app_id = app_of(&state, &user, &raw).await?;
+    let group_id = id("group_id", &group)?;
+    state.store.group(&app_id, &group_id, state.now()).await?;
     state.store.instance(&app_id, &instance).await?;
     ok_json(
         &state
@@ -493,7 +503,7 @@ async fn list_activity(
         severity: q.severity,
         start_ms: parse_time("start", &q.start, now - 3 * 86_400_000)?,
         end_ms: parse_time("end", &q.end, now + 60_000)?,
-        page: q.page.unwrap_or(1),
+        page: page_number(q.page),
         per_page: q.perpage.unwrap_or(100),
     };
     ok_json(&state.store.list_activity(&filter).await?)

@@ -25,8 +25,9 @@ fn bad_request(message: String) -> Response {
 }
 
 pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::post()
-        .and(omaha_path())
+    // Path before method: a GET to an unknown path must stay a 404, not become a 405 here.
+    omaha_path()
+        .and(warp::post())
         .and(with_state(state))
         .and(client_ip())
         .and(limited_body(MAX_BODY_BYTES))

@@ -112,7 +112,7 @@ impl Store {
         let per_page = filter.per_page.clamp(1, 1000);
         let page = filter.page.max(1);
         params.push(per_page.into());
-        params.push(((page - 1) * per_page).into());
+        params.push((page - 1).saturating_mul(per_page).into());
         let rows = self
             .db()
             .query(
@@ -224,7 +224,7 @@ impl Store {
         }
         let per_page = f.per_page.clamp(1, 1000);
         params.push(per_page.into());
-        params.push(((f.page.max(1) - 1) * per_page).into());
+        params.push((f.page.max(1) - 1).saturating_mul(per_page).into());
         let rows = self
             .db()
             .query(
