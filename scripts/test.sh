@@ -22,6 +22,9 @@ mkdir -p "$CARGO_TARGET_DIR"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# The concurrency tests open hundreds of sockets at once.
+ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
+
 step "services"
 read -r -a services <<<"${ROLLBRIDGE_SERVICES:-mariadb}"
 if [[ -n "${TEST_MYSQL_URL:-}" ]]; then
