@@ -17,6 +17,7 @@ async fn main() -> anyhow::Result<()> {
             let app = rollbridge::startup::App::build(&args, Clock::System).await?;
             app.run_until(rollbridge::startup::shutdown_signal()).await;
         }
+        Command::Agent(args) => rollbridge::agent::run(args).await?,
         Command::Migrate(db) => {
             let store = Store::connect(&db.database_url)
                 .await

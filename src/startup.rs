@@ -16,8 +16,37 @@ use crate::store::Store;
 pub struct App {
     pub addr: SocketAddr,
     pub state: AppState,
+    args: ServeArgs,
     listener: tokio::net::TcpListener,
 }
+
+/// What a background task (poller, syncer, embedded agent, notifier) gets: the shared state and
+/// a shutdown signal it should honour between units of work.
+#[derive(Clone)]
+pub struct Background {
+    pub state: AppState,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Background {
+    /// Sleeps for `duration` or until shutdown; returns false when shutting down.
+    pub async fn sleep(&mut self, duration: std::time::Duration) -> bool {
+        if *self.shutdown.borrow() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => !*self.shutdown.borrow(),
+            _ = self.shutdown.changed() => false,
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// How long background tasks get to finish their current unit of work at shutdown.
+const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl App {
     /// Opens the database, seeds it and binds the listener (port 0 picks a free port).
@@ -41,18 +70,38 @@ impl App {
         Ok(Self {
             addr,
             state,
+            args: args.clone(),
             listener,
         })
     }
 
-    /// Serves until `shutdown` resolves, then waits for open connections to finish.
+    /// Starts the background tasks, serves until `shutdown` resolves, then waits for open
+    /// connections and (for a bounded time) the background tasks to finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let ctx = Background {
+            state: self.state.clone(),
+            shutdown: stop_rx,
+        };
+        let mut tasks = Vec::new();
+        tasks.extend(crate::sources::start(&ctx, &self.args));
+        tasks.extend(crate::agent::start_local(&ctx, &self.args.local_agent));
+        tasks.extend(crate::sync::start(&ctx, &self.args.sync));
         tracing::info!(addr = %self.addr, "rollbridge listening");
         warp::serve(http::routes(self.state))
             .incoming(self.listener)
             .graceful(shutdown)
             .run()
             .await;
+        let _ = stop_tx.send(true);
+        for mut task in tasks {
+            if tokio::time::timeout(BACKGROUND_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
     }
 }
 

@@ -3,10 +3,13 @@
 //! `omaha` (update protocol) and `ops` (health, metrics). Only this module names warp.
 
 pub mod api;
+pub mod dashboard;
 pub mod error;
+pub mod hooks;
 pub mod metrics;
 pub mod omaha;
 pub mod ops;
+pub mod payloads;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,6 +19,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use warp::filters::path::FullPath;
+use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, Method};
 use warp::reply::Response;
 use warp::{Buf, Filter, Rejection};
@@ -36,6 +40,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub credentials: Arc<CredentialCache>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Woken after a release was promoted to a channel (the embedded agent checks at once).
+    pub promotions: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -47,6 +53,7 @@ impl AppState {
             max_body_bytes,
             credentials: Arc::new(CredentialCache::default()),
             metrics: Arc::new(metrics::Metrics::new()),
+            promotions: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -191,6 +198,12 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
     let inner = omaha::routes(state.clone())
         .or(ops::routes(state.clone()))
         .unify()
+        .or(hooks::routes(state.clone()))
+        .unify()
+        .or(payloads::routes(state.clone()))
+        .unify()
+        .or(dashboard::routes(state.clone()))
+        .unify()
         .or(api::routes(state))
         .unify()
         .recover(error::recover)
@@ -212,6 +225,13 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
             }
             response
         })
+}
+
+/// A filter that matches nothing, for a route group with no routes yet.
+pub fn no_routes() -> BoxedFilter<(Response,)> {
+    warp::any()
+        .and_then(|| async { Err::<Response, Rejection>(warp::reject::not_found()) })
+        .boxed()
 }
 
 /// The client address used for instances: first valid `X-Forwarded-For` entry, else the peer.

@@ -14,17 +14,31 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../db/sqlite/0001_init.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../db/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "sources",
+        sql: include_str!("../../db/sqlite/0002_sources.sql"),
+    },
+];
 
-pub const MYSQL: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../db/mysql/0001_init.sql"),
-}];
+pub const MYSQL: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../db/mysql/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "sources",
+        sql: include_str!("../../db/mysql/0002_sources.sql"),
+    },
+];
 
 pub fn migrations(dialect: Dialect) -> &'static [Migration] {
     match dialect {

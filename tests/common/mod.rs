@@ -6,8 +6,9 @@
 
 use std::net::SocketAddr;
 
+use clap::Parser as _;
 use rollbridge::clock::Clock;
-use rollbridge::config::{DatabaseArgs, ServeArgs};
+use rollbridge::config::{Cli, Command, ServeArgs};
 use rollbridge::http::AppState;
 use rollbridge::store::Store;
 
@@ -138,6 +139,8 @@ pub struct AppOptions {
     pub clock: Clock,
     pub deny_as_noupdate: bool,
     pub max_body_bytes: usize,
+    /// More `rollbridge serve` flags, exactly as on the command line.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for AppOptions {
@@ -146,7 +149,34 @@ impl Default for AppOptions {
             clock: Clock::manual(T0),
             deny_as_noupdate: false,
             max_body_bytes: 1024 * 1024,
+            extra_args: Vec::new(),
         }
+    }
+}
+
+/// `rollbridge serve` arguments as the CLI would parse them (so every option keeps its default).
+pub fn serve_args(db_url: &str, options: &AppOptions) -> ServeArgs {
+    let mut argv: Vec<String> = [
+        "rollbridge",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        db_url,
+        "--max-body-bytes",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    argv.push(options.max_body_bytes.to_string());
+    if options.deny_as_noupdate {
+        argv.push("--omaha-deny-as-noupdate".into());
+    }
+    argv.extend(options.extra_args.iter().cloned());
+    let cli = Cli::try_parse_from(argv).expect("serve arguments parse");
+    match cli.command {
+        Command::Serve(args) => args,
+        _ => unreachable!("serve was given"),
     }
 }
 
@@ -155,15 +185,7 @@ pub async fn spawn_app(db: TestDb) -> TestApp {
 }
 
 pub async fn spawn_app_with(db: TestDb, options: AppOptions) -> TestApp {
-    let args = ServeArgs {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database: DatabaseArgs {
-            database_url: db.url.clone(),
-        },
-        admin_password: None,
-        omaha_deny_as_noupdate: options.deny_as_noupdate,
-        max_body_bytes: options.max_body_bytes,
-    };
+    let args = serve_args(&db.url, &options);
     let app = rollbridge::startup::App::build(&args, options.clock.clone())
         .await
         .expect("build app");

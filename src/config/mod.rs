@@ -1,5 +1,18 @@
 //! Command line and environment configuration (clap). Every option can also be set with a
 //! `ROLLBRIDGE_*` environment variable; this is the only module that reads the environment.
+//! Each subsystem's options live in their own submodule and are flattened into `serve`.
+
+pub mod agent;
+pub mod artifactory;
+pub mod dashboard;
+pub mod sources;
+pub mod sync;
+
+pub use agent::{AgentArgs, LocalAgentArgs};
+pub use artifactory::ArtifactoryArgs;
+pub use dashboard::DashboardArgs;
+pub use sources::SourcesArgs;
+pub use sync::SyncArgs;
 
 use std::net::SocketAddr;
 
@@ -48,6 +61,8 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Run the Docker agent: an Omaha client that updates this host's containers.
+    Agent(AgentArgs),
     /// Exit 0 when the server's health endpoint answers 200 (for container health checks).
     Healthcheck {
         #[arg(
@@ -88,6 +103,16 @@ pub struct ServeArgs {
     /// Maximum size of REST request bodies, in bytes.
     #[arg(long, env = "ROLLBRIDGE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    #[command(flatten)]
+    pub sources: SourcesArgs,
+    #[command(flatten)]
+    pub artifactory: ArtifactoryArgs,
+    #[command(flatten)]
+    pub local_agent: LocalAgentArgs,
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
+    #[command(flatten)]
+    pub sync: SyncArgs,
 }
 
 #[derive(Debug, Subcommand)]

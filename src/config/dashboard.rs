@@ -1,0 +1,6 @@
+//! Options of the web dashboard.
+
+use clap::Args;
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct DashboardArgs {}

