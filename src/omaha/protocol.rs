@@ -120,6 +120,74 @@ impl AppRequest {
     }
 }
 
+impl Request {
+    /// Serializes the request as update_engine would send it (used by rollbridge's own Omaha
+    /// clients: the Docker agent and the upstream syncer). `parse_request(to_xml())` round-trips.
+    pub fn to_xml(&self) -> String {
+        let mut out = String::with_capacity(256 + 256 * self.apps.len());
+        out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<request");
+        push_attr(&mut out, "protocol", &self.protocol);
+        push_attr_nonempty(&mut out, "version", &self.version);
+        push_attr_nonempty(&mut out, "updaterversion", &self.updater_version);
+        push_attr_nonempty(&mut out, "installsource", &self.install_source);
+        push_attr_nonempty(&mut out, "ismachine", &self.is_machine);
+        out.push('>');
+        if let Some(os) = &self.os {
+            out.push_str("<os");
+            push_attr_nonempty(&mut out, "version", &os.version);
+            push_attr_nonempty(&mut out, "platform", &os.platform);
+            push_attr_nonempty(&mut out, "sp", &os.sp);
+            push_attr_nonempty(&mut out, "arch", &os.arch);
+            out.push_str("/>");
+        }
+        for app in &self.apps {
+            out.push_str("<app");
+            push_attr(&mut out, "appid", &app.appid);
+            push_attr(&mut out, "version", &app.version);
+            push_attr_nonempty(&mut out, "track", &app.track);
+            push_attr_nonempty(&mut out, "bootid", &app.boot_id);
+            push_attr_nonempty(&mut out, "oem", &app.oem);
+            push_attr_nonempty(&mut out, "oemversion", &app.oem_version);
+            push_attr_nonempty(&mut out, "alephversion", &app.aleph_version);
+            push_attr_nonempty(&mut out, "machineid", &app.machine_id);
+            push_attr_nonempty(&mut out, "machinealias", &app.machine_alias);
+            push_attr_nonempty(&mut out, "lang", &app.lang);
+            push_attr_nonempty(&mut out, "board", &app.board);
+            if app.multi_manifest_ok {
+                push_attr(&mut out, "multi_manifest_ok", "true");
+            }
+            out.push('>');
+            if app.ping {
+                out.push_str("<ping active=\"1\"/>");
+            }
+            if app.update_check {
+                out.push_str("<updatecheck/>");
+            }
+            for event in &app.events {
+                out.push_str("<event");
+                if let Some(t) = event.event_type {
+                    push_attr(&mut out, "eventtype", &t.to_string());
+                }
+                if let Some(r) = event.event_result {
+                    push_attr(&mut out, "eventresult", &r.to_string());
+                }
+                push_attr_nonempty(&mut out, "previousversion", &event.previous_version);
+                push_attr_nonempty(&mut out, "errorcode", &event.error_code);
+                out.push_str("/>");
+            }
+            out.push_str("</app>");
+        }
+        out.push_str("</request>\n");
+        out
+    }
+}
+
+fn push_attr_nonempty(out: &mut String, name: &str, value: &str) {
+    if !value.is_empty() {
+        push_attr(out, name, value);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Response model
 // ---------------------------------------------------------------------------
@@ -1808,5 +1876,42 @@ mod tests {
         assert_eq!(a.oem, "fakeclient");
         assert!(a.update_check && !a.ping);
         assert_eq!(a.events, vec![event(3, 2, "")]);
+    }
+
+    #[test]
+    fn request_to_xml_round_trips_through_the_parser() {
+        let request = Request {
+            protocol: "3.0".into(),
+            version: "rollbridge-agent-0.1.0".into(),
+            updater_version: "rollbridge-agent-0.1.0".into(),
+            install_source: "scheduler".into(),
+            is_machine: "1".into(),
+            os: Some(Os {
+                platform: "Docker".into(),
+                version: "28.2".into(),
+                sp: String::new(),
+                arch: "x86_64".into(),
+            }),
+            apps: vec![AppRequest {
+                appid: "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}".into(),
+                version: "1.0.0".into(),
+                track: "stable & <beta>".into(),
+                machine_id: "m-1".into(),
+                boot_id: "b-1".into(),
+                machine_alias: "host \"one\"".into(),
+                multi_manifest_ok: true,
+                ping: true,
+                update_check: true,
+                events: vec![EventRequest {
+                    event_type: Some(3),
+                    event_result: Some(2),
+                    previous_version: "0.9.0".into(),
+                    error_code: "0".into(),
+                }],
+                ..AppRequest::default()
+            }],
+        };
+        let parsed = parse_request(request.to_xml().as_bytes()).expect("parses");
+        assert_eq!(parsed, request);
     }
 }
