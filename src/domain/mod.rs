@@ -5,6 +5,7 @@
 pub mod ids;
 pub mod interval;
 pub mod model;
+pub mod release;
 pub mod status;
 pub mod timezone;
 pub mod version;
@@ -12,6 +13,10 @@ pub mod version;
 pub use ids::{new_id, normalize_uuid};
 pub use interval::{format_interval, parse_interval};
 pub use model::*;
+pub use release::{
+    Artifact, Binding, BindingFields, BindingInput, Release, ReleaseFile, SourceKind,
+    ZeroConfigTarget,
+};
 pub use status::{ActivityClass, EventKind, InstanceStatus, PackageType, Severity};
 pub use version::Version;
 

@@ -14,7 +14,7 @@ pub fn format_ts(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn ser_ts<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_ts<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_ts(*ms))
 }
 

@@ -129,6 +129,12 @@ pub enum ActivityClass {
     RolloutFailed = 4,
     InstanceUpdateFailed = 5,
     ChannelPackageUpdated = 6,
+    /// A source delivered a release that became a package (promoted or not).
+    ReleaseRegistered = 7,
+    /// A source delivered something that was refused (bad payload, downgrade, filter).
+    ReleaseRejected = 8,
+    /// A source failed (poller cannot reach Artifactory, callback failed, ...).
+    SourceError = 9,
 }
 
 impl ActivityClass {
@@ -144,6 +150,9 @@ impl ActivityClass {
             4 => Self::RolloutFailed,
             5 => Self::InstanceUpdateFailed,
             6 => Self::ChannelPackageUpdated,
+            7 => Self::ReleaseRegistered,
+            8 => Self::ReleaseRejected,
+            9 => Self::SourceError,
             _ => return None,
         })
     }
@@ -156,6 +165,9 @@ impl ActivityClass {
             Self::RolloutFailed => "RolloutFailed",
             Self::InstanceUpdateFailed => "InstanceUpdateFailed",
             Self::ChannelPackageUpdated => "ChannelPackageUpdated",
+            Self::ReleaseRegistered => "ReleaseRegistered",
+            Self::ReleaseRejected => "ReleaseRejected",
+            Self::SourceError => "SourceError",
         }
     }
 }

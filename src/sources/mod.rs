@@ -1,6 +1,8 @@
 //! Release sources: every webhook, poller and manual trigger turns its input into one
-//! [`Release`]; `ingest` validates it, creates the package idempotently and applies the
-//! promotion rule of the matching binding.
+//! [`Release`](crate::domain::Release); [`ingest::ingest`] validates it, creates the package
+//! idempotently and applies the promotion rule of the matching binding.
+
+pub mod ingest;
 
 use crate::startup::Background;
 

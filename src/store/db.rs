@@ -52,6 +52,11 @@ impl From<&String> for SqlValue {
         Self::Text(v.clone())
     }
 }
+impl From<Vec<u8>> for SqlValue {
+    fn from(v: Vec<u8>) -> Self {
+        Self::Blob(v)
+    }
+}
 impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
     fn from(v: Option<T>) -> Self {
         v.map(Into::into).unwrap_or(Self::Null)

@@ -10,6 +10,7 @@ pub mod instances;
 pub mod migrate;
 pub mod packages;
 pub mod rollout;
+pub mod sources;
 pub mod users;
 
 use crate::domain::seed;

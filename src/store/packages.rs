@@ -241,6 +241,51 @@ pub async fn insert_activity<Q: Queryable>(
     Ok(())
 }
 
+/// Inserts a package (with its action and blacklist) inside the caller's transaction.
+pub(crate) async fn insert_package<Q: Queryable>(
+    tx: &mut Q,
+    app_id: &str,
+    f: &PackageFields,
+    now: i64,
+) -> Result<Package, StoreError> {
+    let id = new_id();
+    check_blacklist(tx, app_id, None, &f.channels_blacklist).await?;
+    tx.exec(
+        "INSERT INTO packages (id, application_id, type, version, url, filename, description, size, hash, \
+         image_repository, image_digest, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        sql_params![
+            &id,
+            app_id,
+            f.package_type.code(),
+            f.version.as_str(),
+            &f.url,
+            &f.filename,
+            &f.description,
+            &f.size,
+            &f.hash,
+            &f.image_repository,
+            &f.image_digest,
+            now
+        ],
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict(format!("a package with version {} already exists", f.version))
+        }
+        other => other,
+    })?;
+    if let Some(action) = &f.coreos_action {
+        insert_action(tx, &id, action, now).await?;
+    }
+    write_blacklist(tx, &id, &f.channels_blacklist).await?;
+    load_packages(tx, "p.id = ?", sql_params![&id])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(StoreError::NotFound)
+}
+
 impl Store {
     pub async fn list_packages(&self, app_id: &str) -> Result<Vec<Package>, StoreError> {
         let mut db = self.db().clone();
@@ -283,42 +328,7 @@ impl Store {
         now: i64,
     ) -> Result<Package, StoreError> {
         let mut tx = self.begin().await?;
-        let id = new_id();
-        check_blacklist(&mut tx, app_id, None, &f.channels_blacklist).await?;
-        tx.exec(
-            "INSERT INTO packages (id, application_id, type, version, url, filename, description, size, hash, \
-             image_repository, image_digest, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            sql_params![
-                &id,
-                app_id,
-                f.package_type.code(),
-                f.version.as_str(),
-                &f.url,
-                &f.filename,
-                &f.description,
-                &f.size,
-                &f.hash,
-                &f.image_repository,
-                &f.image_digest,
-                now
-            ],
-        )
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => {
-                StoreError::Conflict(format!("a package with version {} already exists", f.version))
-            }
-            other => other,
-        })?;
-        if let Some(action) = &f.coreos_action {
-            insert_action(&mut tx, &id, action, now).await?;
-        }
-        write_blacklist(&mut tx, &id, &f.channels_blacklist).await?;
-        let package = load_packages(&mut tx, "p.id = ?", sql_params![&id])
-            .await?
-            .into_iter()
-            .next()
-            .ok_or(StoreError::NotFound)?;
+        let package = insert_package(&mut tx, app_id, f, now).await?;
         tx.commit().await?;
         Ok(package)
     }
@@ -539,7 +549,7 @@ async fn check_channel_package<Q: Queryable>(
     Ok(())
 }
 
-async fn channel_package_activity<Q: Queryable>(
+pub(crate) async fn channel_package_activity<Q: Queryable>(
     q: &mut Q,
     channel: &Channel,
     package: &Package,
