@@ -48,7 +48,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (REST API, Omaha endpoint, webhooks).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and print the schema status.
     Migrate(DatabaseArgs),
     /// Manage users.

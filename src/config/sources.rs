@@ -48,7 +48,12 @@ pub struct SourcesArgs {
     pub notify_secret: Option<String>,
 
     /// Slack-compatible incoming webhook URL (`{"text": ...}`). Repeatable.
-    #[arg(long = "notify-slack", env = "ROLLBRIDGE_NOTIFY_SLACK", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "notify-slack",
+        env = "ROLLBRIDGE_NOTIFY_SLACK",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub notify_slack: Vec<String>,
 
     /// Lowest severity sent to notification endpoints: success, info, warning, error.

@@ -42,15 +42,28 @@ pub struct Repository {
 pub fn release_from_payload(body: &[u8]) -> Result<(Release, HubPayload), String> {
     let payload: HubPayload =
         serde_json::from_slice(body).map_err(|e| format!("not a Docker Hub push payload: {e}"))?;
-    let raw_name = match (&payload.repository.repo_name, &payload.repository.namespace, &payload.repository.name) {
+    let raw_name = match (
+        &payload.repository.repo_name,
+        &payload.repository.namespace,
+        &payload.repository.name,
+    ) {
         (Some(full), _, _) if !full.trim().is_empty() => full.clone(),
         (_, Some(ns), Some(name)) => format!("{ns}/{name}"),
         _ => return Err("repository.repo_name is missing".into()),
     };
-    let repository = normalize_hub_repository(&raw_name).map_err(|e| format!("repository.repo_name: {e}"))?;
+    let repository =
+        normalize_hub_repository(&raw_name).map_err(|e| format!("repository.repo_name: {e}"))?;
     let tag = payload.push_data.tag.trim().to_string();
-    if tag.is_empty() || tag.len() > 128 || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
-        return Err(format!("push_data.tag {:?} is not a Docker tag", payload.push_data.tag));
+    if tag.is_empty()
+        || tag.len() > 128
+        || !tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err(format!(
+            "push_data.tag {:?} is not a Docker tag",
+            payload.push_data.tag
+        ));
     }
     let pusher = payload.push_data.pusher.clone().unwrap_or_default();
     let release = Release {
@@ -97,7 +110,9 @@ mod tests {
             Some("https://registry.hub.docker.com/u/notarock/portfolio-ng/hook/2141b5bi5i5b02bec211i4eeih0242eg11000a/")
         );
         match release.artifact {
-            Artifact::Image { repository, .. } => assert_eq!(repository, "docker.io/notarock/portfolio-ng"),
+            Artifact::Image { repository, .. } => {
+                assert_eq!(repository, "docker.io/notarock/portfolio-ng")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -112,7 +127,11 @@ mod tests {
             br#"{"push_data":{"tag":"1.0"},"repository":{"repo_name":"../../etc"}}"#,
             br#"{"push_data":{"tag":"1.0"},"repository":{}}"#,
         ] {
-            assert!(release_from_payload(body).is_err(), "{}", String::from_utf8_lossy(body));
+            assert!(
+                release_from_payload(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

@@ -28,7 +28,8 @@ pub fn verify_signature(secret: &[u8], body: &[u8], header: Option<&str>) -> boo
 /// `sha256=<hex>` for `body` under `secret` (used by notifications and tests).
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     // HMAC accepts keys of any length; new_from_slice cannot fail for it.
-    let mut mac = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = HmacSha256::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -67,8 +68,10 @@ pub fn release_from_payload(
     body: &[u8],
     delivery_id: Option<String>,
 ) -> Result<Release, String> {
-    let selector = normalize_selector(SourceKind::Generic, name).map_err(|e| format!("webhook name: {e}"))?;
-    let p: GenericPayload = serde_json::from_slice(body).map_err(|e| format!("malformed JSON body: {e}"))?;
+    let selector =
+        normalize_selector(SourceKind::Generic, name).map_err(|e| format!("webhook name: {e}"))?;
+    let p: GenericPayload =
+        serde_json::from_slice(body).map_err(|e| format!("malformed JSON body: {e}"))?;
     let version = p.version.trim().to_string();
     if version.is_empty() || version.len() > 128 {
         return Err("version: must be 1 to 128 characters".into());
@@ -76,12 +79,15 @@ pub fn release_from_payload(
     let artifact = match (&p.image, &p.url) {
         (Some(_), Some(_)) => return Err("give either image or url, not both".into()),
         (Some(image), None) => {
-            let (repository, tag, digest_in_ref) = parse_image_reference(image).map_err(|e| format!("image: {e}"))?;
+            let (repository, tag, digest_in_ref) =
+                parse_image_reference(image).map_err(|e| format!("image: {e}"))?;
             let digest = match (&p.digest, digest_in_ref) {
                 (Some(d), _) if !crate::domain::model::is_digest(d) => {
                     return Err("digest: must look like sha256:<64 hex>".into())
                 }
-                (Some(d), Some(r)) if *d != r => return Err("digest differs from the image reference's".into()),
+                (Some(d), Some(r)) if *d != r => {
+                    return Err("digest differs from the image reference's".into())
+                }
                 (Some(d), _) => Some(d.clone()),
                 (None, r) => r,
             };
@@ -145,20 +151,47 @@ mod tests {
         assert!(!verify_signature(b"0123456789abcdeX", body, Some(&good)));
         assert!(!verify_signature(b"0123456789abcdef", b"{}", Some(&good)));
         assert!(!verify_signature(b"0123456789abcdef", body, None));
-        assert!(!verify_signature(b"0123456789abcdef", body, Some("sha1=00")));
-        assert!(!verify_signature(b"0123456789abcdef", body, Some("sha256=zz")));
-        assert!(!verify_signature(b"0123456789abcdef", body, Some(&good[..good.len() - 2])));
+        assert!(!verify_signature(
+            b"0123456789abcdef",
+            body,
+            Some("sha1=00")
+        ));
+        assert!(!verify_signature(
+            b"0123456789abcdef",
+            body,
+            Some("sha256=zz")
+        ));
+        assert!(!verify_signature(
+            b"0123456789abcdef",
+            body,
+            Some(&good[..good.len() - 2])
+        ));
     }
 
     #[test]
     fn payloads() {
-        let r = release_from_payload("ci", br#"{"app":"web","version":"1.2.0","image":"127.0.0.1:5000/demo/web:1.2.0"}"#, None).unwrap();
+        let r = release_from_payload(
+            "ci",
+            br#"{"app":"web","version":"1.2.0","image":"127.0.0.1:5000/demo/web:1.2.0"}"#,
+            None,
+        )
+        .unwrap();
         assert_eq!(r.tag, "1.2.0");
         assert_eq!(r.requested_app.as_deref(), Some("web"));
-        let r = release_from_payload("ci", br#"{"version":"2.0.0","url":"https://dl.example/app/app-2.0.0.tgz","size":10}"#, Some("d1".into())).unwrap();
+        let r = release_from_payload(
+            "ci",
+            br#"{"version":"2.0.0","url":"https://dl.example/app/app-2.0.0.tgz","size":10}"#,
+            Some("d1".into()),
+        )
+        .unwrap();
         assert_eq!(
             r.artifact,
-            Artifact::Download { url: "https://dl.example/app/".into(), filename: "app-2.0.0.tgz".into(), size: Some(10), sha1_base64: None }
+            Artifact::Download {
+                url: "https://dl.example/app/".into(),
+                filename: "app-2.0.0.tgz".into(),
+                size: Some(10),
+                sha1_base64: None
+            }
         );
         for bad in [
             &br#"{"version":"1.0.0"}"#[..],
@@ -169,8 +202,14 @@ mod tests {
             br#"{"version":"1","image":"a/b","digest":"md5:1"}"#,
             br#"{"version":"1","image":"a/b","extra":1}"#,
         ] {
-            assert!(release_from_payload("ci", bad, None).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                release_from_payload("ci", bad, None).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        assert!(release_from_payload("bad name", br#"{"version":"1","image":"a/b"}"#, None).is_err());
+        assert!(
+            release_from_payload("bad name", br#"{"version":"1","image":"a/b"}"#, None).is_err()
+        );
     }
 }

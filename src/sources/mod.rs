@@ -2,7 +2,12 @@
 //! [`Release`](crate::domain::Release); [`ingest::ingest`] validates it, creates the package
 //! idempotently and applies the promotion rule of the matching binding.
 
+pub mod callback;
+pub mod digest;
+pub mod dockerhub;
+pub mod generic;
 pub mod ingest;
+pub mod registry;
 
 use crate::startup::Background;
 

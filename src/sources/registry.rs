@@ -69,8 +69,8 @@ pub enum EventKind {
 }
 
 pub fn parse_envelope(body: &[u8]) -> Result<Envelope, String> {
-    let envelope: Envelope =
-        serde_json::from_slice(body).map_err(|e| format!("not a registry notification envelope: {e}"))?;
+    let envelope: Envelope = serde_json::from_slice(body)
+        .map_err(|e| format!("not a registry notification envelope: {e}"))?;
     if envelope.events.len() > MAX_EVENTS {
         return Err(format!("more than {MAX_EVENTS} events in one envelope"));
     }
@@ -80,7 +80,10 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, String> {
 /// Turns one event into a release when it is a tagged manifest push.
 pub fn classify(event: &Event) -> EventKind {
     if event.action.as_deref() != Some("push") {
-        return EventKind::Skipped(format!("action {:?}", event.action.as_deref().unwrap_or("")));
+        return EventKind::Skipped(format!(
+            "action {:?}",
+            event.action.as_deref().unwrap_or("")
+        ));
     }
     let Some(target) = &event.target else {
         return EventKind::Skipped("no target".into());
@@ -93,7 +96,9 @@ pub fn classify(event: &Event) -> EventKind {
         return EventKind::Skipped("manifest pushed by digest (no tag)".into());
     };
     let valid_tag = tag.len() <= 128
-        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
     if !valid_tag {
         return EventKind::Skipped(format!("tag {tag:?} is not a Docker tag"));
     }
@@ -114,7 +119,11 @@ pub fn classify(event: &Event) -> EventKind {
         Some(h) => format!("{}/{}", h.to_ascii_lowercase(), repo.to_ascii_lowercase()),
         None => repo.to_ascii_lowercase(),
     };
-    let actor = event.actor.as_ref().and_then(|a| a.name.clone()).unwrap_or_default();
+    let actor = event
+        .actor
+        .as_ref()
+        .and_then(|a| a.name.clone())
+        .unwrap_or_default();
     EventKind::Release(Box::new(Release {
         source: SourceKind::Registry,
         selector: repository.clone(),
@@ -144,14 +153,17 @@ pub fn classify(event: &Event) -> EventKind {
 }
 
 fn valid_repository(repo: &str) -> bool {
-    !repo.is_empty()
-        && repo.len() <= 255
-        && !repo.starts_with('/')
-        && !repo.ends_with('/')
-        && !repo.contains("//")
-        && repo
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/'))
+    // Distribution's grammar: path components of [a-z0-9] separated by [._-], joined by '/'.
+    repo.len() <= 255
+        && repo.split('/').all(|part| {
+            let bytes = part.as_bytes();
+            !bytes.is_empty()
+                && bytes[0].is_ascii_alphanumeric()
+                && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        })
 }
 
 fn valid_host(host: &str) -> bool {
@@ -183,7 +195,9 @@ mod tests {
         assert_eq!(r.selector, "127.0.0.1:5000/demo/web");
         assert_eq!(r.tag, "1.1.0");
         match &r.artifact {
-            Artifact::Image { digest, .. } => assert!(digest.as_deref().unwrap().starts_with("sha256:")),
+            Artifact::Image { digest, .. } => {
+                assert!(digest.as_deref().unwrap().starts_with("sha256:"))
+            }
             other => panic!("{other:?}"),
         }
     }

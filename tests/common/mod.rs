@@ -175,7 +175,7 @@ pub fn serve_args(db_url: &str, options: &AppOptions) -> ServeArgs {
     argv.extend(options.extra_args.iter().cloned());
     let cli = Cli::try_parse_from(argv).expect("serve arguments parse");
     match cli.command {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
         _ => unreachable!("serve was given"),
     }
 }
