@@ -23,6 +23,12 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("internal error")]
     Internal(String),
+    /// A temporary failure the client should retry (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Any other status with a message (401 with a reason, 415, ...).
+    #[error("{1}")]
+    Status(StatusCode, String),
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -53,6 +59,8 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Status(status, _) => *status,
         }
     }
 
@@ -82,6 +90,8 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible>
             ApiError::Conflict(m) => ApiError::Conflict(m.clone()),
             ApiError::TooLarge(n) => ApiError::TooLarge(*n),
             ApiError::Internal(m) => ApiError::Internal(m.clone()),
+            ApiError::Unavailable(m) => ApiError::Unavailable(m.clone()),
+            ApiError::Status(code, m) => ApiError::Status(*code, m.clone()),
         }
     } else if rejection.is_not_found() {
         ApiError::NotFound

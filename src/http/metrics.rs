@@ -9,6 +9,7 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    releases: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -41,13 +42,33 @@ impl Metrics {
             &["route"],
         )
         .expect("static histogram definition");
+        let releases = IntCounterVec::new(
+            Opts::new(
+                "releases_total",
+                "Releases received from sources, by source and outcome",
+            ),
+            &["source", "outcome"],
+        )
+        .expect("static counter definition");
         let _ = registry.register(Box::new(requests.clone()));
         let _ = registry.register(Box::new(latency.clone()));
+        let _ = registry.register(Box::new(releases.clone()));
         Self {
             registry,
             requests,
             latency,
+            releases,
         }
+    }
+
+    /// The registry, for subsystems that keep their own metrics (poller, agent, syncer).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Counts a release by source and outcome (both from small fixed sets).
+    pub fn observe_release(&self, source: &str, outcome: &str) {
+        self.releases.with_label_values(&[source, outcome]).inc();
     }
 
     pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
@@ -86,6 +107,14 @@ pub fn route_label(path: &str) -> &'static str {
         ["api", "apps", _, "channels", _] => "/api/apps/:app/channels/:channel",
         ["api", "apps", _, "packages"] => "/api/apps/:app/packages",
         ["api", "apps", _, "packages", _] => "/api/apps/:app/packages/:package",
+        ["api", "apps", _, "bindings"] => "/api/apps/:app/bindings",
+        ["api", "apps", _, "bindings", _] => "/api/apps/:app/bindings/:binding",
+        // The Docker Hub secret is part of the path: never let it reach a label or a log.
+        ["v1.0", "hooks", "dockerhub", _] => "/v1.0/hooks/dockerhub/:secret",
+        ["v1.0", "hooks", "registry"] => "/v1.0/hooks/registry",
+        ["v1.0", "hooks", "generic", _] => "/v1.0/hooks/generic/:name",
+        ["v1.0", "packages", _, "files"] => "/v1.0/packages/:package/files",
+        ["v1.0", "packages", _, "files", _] => "/v1.0/packages/:package/files/:name",
         ["api", "activity"] => "/api/activity",
         ["api", "password"] => "/api/password",
         _ => "other",
@@ -102,5 +131,9 @@ mod tests {
             "/api/apps/:app/groups/:group"
         );
         assert_eq!(super::route_label("/random/../x"), "other");
+        assert_eq!(
+            super::route_label("/v1.0/hooks/dockerhub/s3cr3t-value"),
+            "/v1.0/hooks/dockerhub/:secret"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! `omaha` (update protocol) and `ops` (health, metrics). Only this module names warp.
 
 pub mod api;
+pub mod bindings;
 pub mod dashboard;
 pub mod error;
 pub mod hooks;
@@ -42,6 +43,10 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Woken after a release was promoted to a channel (the embedded agent checks at once).
     pub promotions: Arc<tokio::sync::Notify>,
+    /// Webhook secrets, registry access, callback and notification settings.
+    pub sources: Arc<crate::config::SourcesArgs>,
+    /// Outbound HTTP (callbacks, digest lookups, notifications): one connection pool.
+    pub http_client: reqwest::Client,
 }
 
 impl AppState {
@@ -54,6 +59,8 @@ impl AppState {
             credentials: Arc::new(CredentialCache::default()),
             metrics: Arc::new(metrics::Metrics::new()),
             promotions: Arc::new(tokio::sync::Notify::new()),
+            sources: Arc::new(crate::config::SourcesArgs::default()),
+            http_client: outbound_client(),
         }
     }
 
@@ -200,6 +207,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         .unify()
         .or(hooks::routes(state.clone()))
         .unify()
+        .or(bindings::routes(state.clone()))
+        .unify()
         .or(payloads::routes(state.clone()))
         .unify()
         .or(dashboard::routes(state.clone()))
@@ -225,6 +234,15 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
             }
             response
         })
+}
+
+/// The outbound HTTP client: bounded connect time, an identifying user agent.
+pub fn outbound_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .user_agent(concat!("rollbridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
 }
 
 /// A filter that matches nothing, for a route group with no routes yet.
