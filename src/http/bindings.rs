@@ -20,10 +20,18 @@ async fn list(state: AppState, user: User, app: String) -> Result<Response, ApiE
     Ok(warp::reply::json(&state.store.list_bindings(&app_id).await?).into_response())
 }
 
-async fn create(state: AppState, user: User, app: String, input: BindingInput) -> Result<Response, ApiError> {
+async fn create(
+    state: AppState,
+    user: User,
+    app: String,
+    input: BindingInput,
+) -> Result<Response, ApiError> {
     let app_id = app_of(&state, &user, &app).await?;
     let fields = input.validate(None)?;
-    let binding = state.store.create_binding(&app_id, &fields, state.now()).await?;
+    let binding = state
+        .store
+        .create_binding(&app_id, &fields, state.now())
+        .await?;
     Ok(warp::reply::with_status(warp::reply::json(&binding), StatusCode::CREATED).into_response())
 }
 
@@ -44,10 +52,18 @@ async fn update(
     let id = normalize_uuid("binding_id", &id)?;
     let current = state.store.binding(&app_id, &id).await?;
     let fields = input.validate(Some(&current))?;
-    Ok(warp::reply::json(&state.store.update_binding(&app_id, &id, &fields).await?).into_response())
+    Ok(
+        warp::reply::json(&state.store.update_binding(&app_id, &id, &fields).await?)
+            .into_response(),
+    )
 }
 
-async fn delete(state: AppState, user: User, app: String, id: String) -> Result<Response, ApiError> {
+async fn delete(
+    state: AppState,
+    user: User,
+    app: String,
+    id: String,
+) -> Result<Response, ApiError> {
     let app_id = app_of(&state, &user, &app).await?;
     let id = normalize_uuid("binding_id", &id)?;
     state.store.delete_binding(&app_id, &id).await?;

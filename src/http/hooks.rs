@@ -11,7 +11,9 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
-use super::{authenticated, check_authorization, limited_body, respond, with_state, ApiError, AppState};
+use super::{
+    authenticated, check_authorization, limited_body, respond, with_state, ApiError, AppState,
+};
 use crate::domain::{Artifact, SourceKind, User};
 use crate::sources::callback::{self, CallbackBody};
 use crate::sources::ingest::{self, IngestReport, Outcome};
@@ -67,9 +69,9 @@ fn delivery_id() -> impl Filter<Extract = (Option<String>,), Error = warp::Rejec
         .and(warp::header::optional::<String>("x-delivery-id"))
         .and(warp::header::optional::<String>("x-request-id"))
         .map(|a: Option<String>, b: Option<String>, c: Option<String>| {
-            a.or(b)
-                .or(c)
-                .filter(|id| !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic()))
+            a.or(b).or(c).filter(|id| {
+                !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic())
+            })
         })
 }
 
@@ -149,15 +151,26 @@ async fn dockerhub_hook(
     let report = ingest::ingest(&state.store, &state.promotions, &release, state.now()).await;
     let callback_url = payload.callback_url.filter(|u| !u.is_empty());
     let (cb_state, description) = match &report {
-        Ok(r) if matches!(r.outcome, Outcome::Rejected | Outcome::Ignored) => ("failure", r.message.clone()),
+        Ok(r) if matches!(r.outcome, Outcome::Rejected | Outcome::Ignored) => {
+            ("failure", r.message.clone())
+        }
         Ok(r) => ("success", r.message.clone()),
-        Err(_) => ("error", "rollbridge could not store the release".to_string()),
+        Err(_) => (
+            "error",
+            "rollbridge could not store the release".to_string(),
+        ),
     };
     if let Some(url) = callback_url {
         if callback::is_allowed(&url, &state.sources.callback_allow_hosts) {
-            callback::spawn(state.http_client.clone(), url, CallbackBody::new(cb_state, &description));
+            callback::spawn(
+                state.http_client.clone(),
+                url,
+                CallbackBody::new(cb_state, &description),
+            );
         } else {
-            tracing::warn!("Docker Hub callback_url host is not allowed (--callback-allow-host); not called");
+            tracing::warn!(
+                "Docker Hub callback_url host is not allowed (--callback-allow-host); not called"
+            );
         }
     }
     state.metrics.observe_release("dockerhub", cb_state);
@@ -169,7 +182,12 @@ fn registry_media_type_ok(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else {
         return false;
     };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     matches!(
         essence.as_str(),
         "application/vnd.docker.distribution.events.v1+json"
@@ -223,7 +241,9 @@ async fn registry_hook(
                 let report = ingest::ingest(&state.store, &state.promotions, &release, state.now())
                     .await
                     .map_err(store_unavailable)?;
-                state.metrics.observe_release("registry", report.outcome.as_str());
+                state
+                    .metrics
+                    .observe_release("registry", report.outcome.as_str());
                 reports.push(report);
             }
             registry::EventKind::Skipped(reason) => skipped.push(reason),
@@ -246,8 +266,14 @@ async fn generic_hook(
 ) -> Result<Response, ApiError> {
     let selector = crate::domain::release::normalize_selector(SourceKind::Generic, &name)
         .map_err(|_| ApiError::NotFound)?;
-    let bindings = state.store.bindings_for(SourceKind::Generic, &selector).await?;
-    let mut secrets: Vec<&str> = bindings.iter().filter_map(|b| b.secret.as_deref()).collect();
+    let bindings = state
+        .store
+        .bindings_for(SourceKind::Generic, &selector)
+        .await?;
+    let mut secrets: Vec<&str> = bindings
+        .iter()
+        .filter_map(|b| b.secret.as_deref())
+        .collect();
     if secrets.is_empty() {
         if let Some(global) = state.sources.webhook_secret.as_deref() {
             secrets.push(global);
@@ -269,17 +295,24 @@ async fn generic_hook(
             "missing or wrong X-Hub-Signature-256".into(),
         ));
     }
-    let release = generic::release_from_payload(&selector, &body, delivery).map_err(ApiError::Invalid)?;
+    let release =
+        generic::release_from_payload(&selector, &body, delivery).map_err(ApiError::Invalid)?;
     let report = ingest::ingest(&state.store, &state.promotions, &release, state.now())
         .await
         .map_err(store_unavailable)?;
-    state.metrics.observe_release("generic", report.outcome.as_str());
+    state
+        .metrics
+        .observe_release("generic", report.outcome.as_str());
     report_response(&report)
 }
 
 async fn list_files(state: AppState, raw_id: String) -> Result<Response, ApiError> {
     let package_id = crate::domain::normalize_uuid("package_id", &raw_id)?;
-    let source = state.store.package_source(&package_id).await?.ok_or(ApiError::NotFound)?;
+    let source = state
+        .store
+        .package_source(&package_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let files: Vec<_> = source
         .files
         .iter()
