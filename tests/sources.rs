@@ -545,7 +545,13 @@ async fn registry_canned(db: TestDb) {
         "content-type",
         "application/vnd.docker.distribution.events.v1+json".to_string(),
     );
-    let r = post_raw(&app, "/v1.0/hooks/registry", body.clone(), &[ctype.clone()]).await;
+    let r = post_raw(
+        &app,
+        "/v1.0/hooks/registry",
+        body.clone(),
+        std::slice::from_ref(&ctype),
+    )
+    .await;
     assert_eq!(r.status(), 401);
     let r = post_raw(
         &app,
@@ -1137,3 +1143,100 @@ async fn real_registry_push(db: TestDb) {
     }
 }
 both_backends!(real_registry, real_registry_push);
+
+/// A real HTTP server recording (signature header, JSON body) of each POST; answers `status`.
+async fn header_recorder(status: u16) -> (SocketAddr, Arc<Mutex<Vec<(Option<String>, Value)>>>) {
+    let seen: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+    let store = seen.clone();
+    let route = warp::post()
+        .and(warp::header::optional::<String>(
+            "x-rollbridge-signature-256",
+        ))
+        .and(warp::body::bytes())
+        .map(move |sig: Option<String>, body: bytes::Bytes| {
+            let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            // Keep the raw body's signature check next to the value.
+            store.lock().unwrap().push((
+                sig.filter(|s| s == &sign(&body, "notify-secret-0123456789"))
+                    .or(Some(String::from("bad"))),
+                value,
+            ));
+            warp::reply::with_status(
+                warp::reply(),
+                warp::http::StatusCode::from_u16(status).unwrap(),
+            )
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (addr, seen)
+}
+
+/// Activity reaches a signed JSON webhook and a Slack-compatible endpoint; a failing endpoint
+/// delays nobody (the webhook that caused the activity answers normally).
+async fn notifications(db: TestDb) {
+    let (hook_addr, hook_seen) = header_recorder(200).await;
+    let (slack_addr, slack_seen) = header_recorder(200).await;
+    let (broken_addr, broken_seen) = header_recorder(500).await;
+    let mut opts = options();
+    opts.extra_args.extend([
+        "--notify-webhook".to_string(),
+        format!("http://{hook_addr}/hook,http://{broken_addr}/down"),
+        "--notify-secret".into(),
+        "notify-secret-0123456789".into(),
+        "--notify-slack".into(),
+        format!("http://{slack_addr}/services/T000/B000/XXX"),
+    ]);
+    let app = spawn_app_with(db, opts).await;
+    let (app_id, _channel_id, _) = setup_app(&app, "notified").await;
+    let body = serde_json::to_vec(
+        &json!({"app": app_id, "version": "1.0.0", "image": "x/y:1.0.0", "channel": "main"}),
+    )
+    .unwrap();
+    let r = post_raw(
+        &app,
+        "/v1.0/hooks/generic/deploys",
+        body.clone(),
+        &[("x-hub-signature-256", sign(&body, SECRET))],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    wait_for("webhook notifications", || {
+        hook_seen.lock().unwrap().len() >= 2
+    })
+    .await;
+    wait_for("slack notifications", || {
+        slack_seen.lock().unwrap().len() >= 2
+    })
+    .await;
+    let hook = hook_seen.lock().unwrap().clone();
+    let classes: Vec<&str> = hook
+        .iter()
+        .map(|(_, v)| v["class"].as_str().unwrap())
+        .collect();
+    assert!(
+        classes.contains(&"ReleaseRegistered") && classes.contains(&"ChannelPackageUpdated"),
+        "{classes:?}"
+    );
+    for (sig, value) in &hook {
+        assert_ne!(
+            sig.as_deref(),
+            Some("bad"),
+            "signature must verify: {value}"
+        );
+        assert_eq!(value["application_name"], "notified");
+    }
+    let slack = slack_seen.lock().unwrap().clone();
+    assert!(
+        slack
+            .iter()
+            .all(|(_, v)| v["text"].as_str().unwrap().contains("notified")),
+        "{slack:?}"
+    );
+    // The broken endpoint was retried (more than one attempt for the first entry).
+    wait_for("retries to the broken endpoint", || {
+        broken_seen.lock().unwrap().len() >= 3
+    })
+    .await;
+}
+both_backends!(notify, notifications);

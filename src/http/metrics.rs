@@ -10,6 +10,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     releases: IntCounterVec,
+    notifications: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -52,12 +53,22 @@ impl Metrics {
         .expect("static counter definition");
         let _ = registry.register(Box::new(requests.clone()));
         let _ = registry.register(Box::new(latency.clone()));
+        let notifications = IntCounterVec::new(
+            Opts::new(
+                "notifications_total",
+                "Activity notifications by endpoint kind and outcome",
+            ),
+            &["endpoint", "outcome"],
+        )
+        .expect("static counter definition");
         let _ = registry.register(Box::new(releases.clone()));
+        let _ = registry.register(Box::new(notifications.clone()));
         Self {
             registry,
             requests,
             latency,
             releases,
+            notifications,
         }
     }
 
@@ -69,6 +80,13 @@ impl Metrics {
     /// Counts a release by source and outcome (both from small fixed sets).
     pub fn observe_release(&self, source: &str, outcome: &str) {
         self.releases.with_label_values(&[source, outcome]).inc();
+    }
+
+    /// Counts a notification by endpoint kind (webhook, slack) and outcome.
+    pub fn observe_notification(&self, endpoint: &str, outcome: &str) {
+        self.notifications
+            .with_label_values(&[endpoint, outcome])
+            .inc();
     }
 
     pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {

@@ -7,14 +7,17 @@ pub mod digest;
 pub mod dockerhub;
 pub mod generic;
 pub mod ingest;
+pub mod notify;
 pub mod registry;
 
 use crate::startup::Background;
 
 /// Starts the sources' background tasks (Artifactory poller, notification sender).
 pub fn start(
-    _ctx: &Background,
-    _args: &crate::config::ServeArgs,
+    ctx: &Background,
+    args: &crate::config::ServeArgs,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    Vec::new()
+    let mut tasks = Vec::new();
+    tasks.extend(notify::start(ctx, &args.sources));
+    tasks
 }

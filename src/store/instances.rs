@@ -229,33 +229,35 @@ impl Store {
             .db()
             .query(
                 &format!(
-                    "SELECT a.id, a.created_ts, a.class, a.severity, a.version, a.application_id, app.name, a.group_id, g.name, \
-                     a.channel_id, c.name, a.instance_id, a.description FROM activity a \
-                     JOIN applications app ON app.id = a.application_id \
-                     LEFT JOIN rollout_groups g ON g.id = a.group_id LEFT JOIN channels c ON c.id = a.channel_id \
-                     WHERE {clause} ORDER BY a.created_ts DESC, a.id DESC LIMIT ? OFFSET ?"
+                    "{ACTIVITY_SELECT} WHERE {clause} ORDER BY a.created_ts DESC, a.id DESC LIMIT ? OFFSET ?"
                 ),
                 params,
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Activity {
-                    id: r.int(0)?,
-                    created_ts: r.int(1)?,
-                    class: r.int(2)?,
-                    severity: r.int(3)?,
-                    version: r.text(4)?,
-                    application_id: r.text(5)?,
-                    application_name: r.text(6)?,
-                    group_id: r.opt_text(7)?,
-                    group_name: r.opt_text(8)?,
-                    channel_id: r.opt_text(9)?,
-                    channel_name: r.opt_text(10)?,
-                    instance_id: r.opt_text(11)?,
-                    description: r.text(12)?,
-                })
-            })
-            .collect()
+        rows.iter().map(activity_from_row).collect()
     }
+}
+
+/// Activity rows with the names of what they refer to; `activity_from_row` reads them.
+pub(crate) const ACTIVITY_SELECT: &str = "SELECT a.id, a.created_ts, a.class, a.severity, a.version, \
+    a.application_id, app.name, a.group_id, g.name, a.channel_id, c.name, a.instance_id, a.description \
+    FROM activity a JOIN applications app ON app.id = a.application_id \
+    LEFT JOIN rollout_groups g ON g.id = a.group_id LEFT JOIN channels c ON c.id = a.channel_id";
+
+pub(crate) fn activity_from_row(r: &super::Row) -> Result<Activity, StoreError> {
+    Ok(Activity {
+        id: r.int(0)?,
+        created_ts: r.int(1)?,
+        class: r.int(2)?,
+        severity: r.int(3)?,
+        version: r.text(4)?,
+        application_id: r.text(5)?,
+        application_name: r.text(6)?,
+        group_id: r.opt_text(7)?,
+        group_name: r.opt_text(8)?,
+        channel_id: r.opt_text(9)?,
+        channel_name: r.opt_text(10)?,
+        instance_id: r.opt_text(11)?,
+        description: r.text(12)?,
+    })
 }

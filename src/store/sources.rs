@@ -292,6 +292,40 @@ impl Store {
         rows.iter().map(delivery_from_row).collect()
     }
 
+    /// Activity entries with an id above `after_id`, oldest first (the notifier's feed).
+    pub async fn activity_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<crate::domain::Activity>, StoreError> {
+        let rows = self
+            .db()
+            .query(
+                &format!(
+                    "{} WHERE a.id > ? ORDER BY a.id LIMIT {}",
+                    super::instances::ACTIVITY_SELECT,
+                    limit.clamp(1, 1000)
+                ),
+                sql_params![after_id],
+            )
+            .await?;
+        rows.iter()
+            .map(super::instances::activity_from_row)
+            .collect()
+    }
+
+    /// The newest activity id (0 when there is none): where a starting notifier begins.
+    pub async fn last_activity_id(&self) -> Result<i64, StoreError> {
+        let rows = self
+            .db()
+            .query("SELECT COALESCE(MAX(id), 0) FROM activity", Vec::new())
+            .await?;
+        rows.first()
+            .map(|r| r.int(0))
+            .transpose()
+            .map(|v| v.unwrap_or(0))
+    }
+
     /// Where a package came from and which files it carries (None for API-created packages).
     pub async fn package_source(
         &self,

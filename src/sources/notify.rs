@@ -1,0 +1,268 @@
+//! Notifications: every activity entry (at or above a severity) is sent to the configured
+//! endpoints — generic JSON webhooks (body signed with HMAC-SHA256) and Slack-compatible incoming
+//! webhooks (`{"text": ...}`). The notifier follows the activity table from where it started, so
+//! nothing on the webhook or Omaha path waits for it; a slow or failing endpoint only delays its
+//! own queue, and a full queue drops (and counts) rather than grows without bound.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::config::SourcesArgs;
+use crate::domain::{Activity, ActivityClass, Severity};
+use crate::startup::Background;
+
+/// One configured endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// JSON body, `X-Rollbridge-Signature-256: sha256=<hex>` when a secret is set.
+    Webhook { url: String, secret: Option<String> },
+    /// Slack-compatible incoming webhook.
+    Slack { url: String },
+}
+
+impl Endpoint {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Webhook { .. } => "webhook",
+            Self::Slack { .. } => "slack",
+        }
+    }
+}
+
+/// The endpoints and threshold from the command line.
+pub fn endpoints(args: &SourcesArgs) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    for url in args.notify_webhooks.iter().filter(|u| !u.trim().is_empty()) {
+        out.push(Endpoint::Webhook {
+            url: url.trim().to_string(),
+            secret: args.notify_secret.clone(),
+        });
+    }
+    for url in args.notify_slack.iter().filter(|u| !u.trim().is_empty()) {
+        out.push(Endpoint::Slack {
+            url: url.trim().to_string(),
+        });
+    }
+    out
+}
+
+pub fn min_severity(text: &str) -> Severity {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "success" => Severity::Success,
+        "warning" => Severity::Warning,
+        "error" => Severity::Error,
+        _ => Severity::Info,
+    }
+}
+
+/// The generic JSON body of an activity entry.
+pub fn webhook_body(a: &Activity) -> serde_json::Value {
+    let class = ActivityClass::from_code(a.class)
+        .map(|c| c.name())
+        .unwrap_or("Unknown");
+    let severity = Severity::from_code(a.severity)
+        .map(|s| s.name())
+        .unwrap_or("info");
+    json!({
+        "id": a.id,
+        "created_ts": crate::domain::model::format_ts(a.created_ts),
+        "class": class,
+        "severity": severity,
+        "application_id": a.application_id,
+        "application_name": a.application_name,
+        "group_id": a.group_id,
+        "group_name": a.group_name,
+        "channel_id": a.channel_id,
+        "channel_name": a.channel_name,
+        "instance_id": a.instance_id,
+        "version": a.version,
+        "description": a.description,
+    })
+}
+
+/// The Slack text of an activity entry.
+pub fn slack_text(a: &Activity) -> String {
+    let class = ActivityClass::from_code(a.class)
+        .map(|c| c.name())
+        .unwrap_or("Unknown");
+    let severity = Severity::from_code(a.severity)
+        .map(|s| s.name())
+        .unwrap_or("info");
+    let mut where_ = a.application_name.clone();
+    if let Some(g) = &a.group_name {
+        where_.push_str(&format!(" / group {g}"));
+    }
+    if let Some(c) = &a.channel_name {
+        where_.push_str(&format!(" / channel {c}"));
+    }
+    let version = if a.version.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", a.version)
+    };
+    format!(
+        "[{severity}] {class}{version} ({where_}): {}",
+        a.description
+    )
+}
+
+const QUEUE: usize = 1000;
+const ATTEMPTS: u32 = 4;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts the feed follower and one sender per endpoint; nothing when no endpoint is configured.
+pub fn start(ctx: &Background, args: &SourcesArgs) -> Vec<tokio::task::JoinHandle<()>> {
+    let endpoints = endpoints(args);
+    if endpoints.is_empty() {
+        return Vec::new();
+    }
+    let threshold = min_severity(&args.notify_min_severity);
+    let mut senders = Vec::new();
+    let mut tasks = Vec::new();
+    for endpoint in endpoints {
+        let (tx, rx) = mpsc::channel::<Activity>(QUEUE);
+        senders.push((endpoint.label(), tx));
+        tasks.push(tokio::spawn(send_loop(ctx.clone(), endpoint, rx)));
+    }
+    tasks.push(tokio::spawn(follow(ctx.clone(), senders, threshold)));
+    tasks
+}
+
+/// Reads new activity entries and hands them to every endpoint's queue.
+async fn follow(
+    mut ctx: Background,
+    senders: Vec<(&'static str, mpsc::Sender<Activity>)>,
+    threshold: Severity,
+) {
+    let mut cursor = loop {
+        match ctx.state.store.last_activity_id().await {
+            Ok(id) => break id,
+            Err(e) => {
+                tracing::warn!(error = %e, "notifier: cannot read the activity feed yet");
+                if !ctx.sleep(Duration::from_secs(5)).await {
+                    return;
+                }
+            }
+        }
+    };
+    loop {
+        match ctx.state.store.activity_after(cursor, 200).await {
+            Ok(entries) => {
+                for entry in entries {
+                    cursor = cursor.max(entry.id);
+                    let severity = Severity::from_code(entry.severity).unwrap_or(Severity::Info);
+                    if severity < threshold {
+                        continue;
+                    }
+                    for (label, tx) in &senders {
+                        if tx.try_send(entry.clone()).is_err() {
+                            tracing::warn!(
+                                endpoint = label,
+                                "notification queue full: entry dropped"
+                            );
+                            ctx.state.metrics.observe_notification(label, "dropped");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "notifier: reading activity failed"),
+        }
+        if !ctx.sleep(Duration::from_millis(500)).await {
+            return;
+        }
+    }
+}
+
+async fn send_loop(ctx: Background, endpoint: Endpoint, mut rx: mpsc::Receiver<Activity>) {
+    let client = ctx.state.http_client.clone();
+    while let Some(entry) = rx.recv().await {
+        let (url, body, signature) = match &endpoint {
+            Endpoint::Webhook { url, secret } => {
+                let body = serde_json::to_vec(&webhook_body(&entry)).unwrap_or_default();
+                let signature = secret
+                    .as_deref()
+                    .map(|s| super::generic::sign(s.as_bytes(), &body));
+                (url.clone(), body, signature)
+            }
+            Endpoint::Slack { url } => (
+                url.clone(),
+                serde_json::to_vec(&json!({ "text": slack_text(&entry) })).unwrap_or_default(),
+                None,
+            ),
+        };
+        let mut delivered = false;
+        for attempt in 1..=ATTEMPTS {
+            let mut request = client
+                .post(&url)
+                .timeout(TIMEOUT)
+                .header("content-type", "application/json")
+                .body(body.clone());
+            if let Some(sig) = &signature {
+                request = request.header("x-rollbridge-signature-256", sig);
+            }
+            match request.send().await {
+                Ok(r) if r.status().is_success() => {
+                    delivered = true;
+                    break;
+                }
+                Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
+                    tracing::warn!(endpoint = endpoint.label(), status = %r.status(), "notification refused");
+                    break;
+                }
+                Ok(r) => {
+                    tracing::warn!(endpoint = endpoint.label(), status = %r.status(), attempt, "notification failed")
+                }
+                Err(e) => {
+                    tracing::warn!(endpoint = endpoint.label(), error = %e, attempt, "notification failed")
+                }
+            }
+            if ctx.is_shutting_down() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt))).await;
+        }
+        ctx.state.metrics.observe_notification(
+            endpoint.label(),
+            if delivered { "delivered" } else { "failed" },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Activity {
+        Activity {
+            id: 7,
+            created_ts: 0,
+            class: ActivityClass::RolloutFailed.code(),
+            severity: Severity::Error.code(),
+            version: "1.2.0".into(),
+            application_id: "a".into(),
+            application_name: "web".into(),
+            group_id: Some("g".into()),
+            group_name: Some("prod".into()),
+            channel_id: None,
+            channel_name: None,
+            instance_id: None,
+            description: "paused".into(),
+        }
+    }
+
+    #[test]
+    fn bodies() {
+        let a = entry();
+        assert_eq!(
+            slack_text(&a),
+            "[error] RolloutFailed 1.2.0 (web / group prod): paused"
+        );
+        let v = webhook_body(&a);
+        assert_eq!(v["class"], "RolloutFailed");
+        assert_eq!(v["severity"], "error");
+        assert_eq!(min_severity("WARNING"), Severity::Warning);
+        assert_eq!(min_severity("bogus"), Severity::Info);
+    }
+}
