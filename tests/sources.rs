@@ -1145,8 +1145,11 @@ async fn real_registry_push(db: TestDb) {
 both_backends!(real_registry, real_registry_push);
 
 /// A real HTTP server recording (signature header, JSON body) of each POST; answers `status`.
-async fn header_recorder(status: u16) -> (SocketAddr, Arc<Mutex<Vec<(Option<String>, Value)>>>) {
-    let seen: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+/// (signature header when it verified, else `bad`; body) per request.
+type Recorded = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
+async fn header_recorder(status: u16) -> (SocketAddr, Recorded) {
+    let seen: Recorded = Arc::default();
     let store = seen.clone();
     let route = warp::post()
         .and(warp::header::optional::<String>(
