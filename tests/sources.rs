@@ -1144,10 +1144,10 @@ async fn real_registry_push(db: TestDb) {
 }
 both_backends!(real_registry, real_registry_push);
 
-/// A real HTTP server recording (signature header, JSON body) of each POST; answers `status`.
 /// (signature header when it verified, else `bad`; body) per request.
 type Recorded = Arc<Mutex<Vec<(Option<String>, Value)>>>;
 
+/// A real HTTP server recording (signature header, JSON body) of each POST; answers `status`.
 async fn header_recorder(status: u16) -> (SocketAddr, Recorded) {
     let seen: Recorded = Arc::default();
     let store = seen.clone();
