@@ -5,7 +5,7 @@ use std::io::BufRead;
 use anyhow::Context as _;
 use clap::Parser;
 use rollbridge::clock::Clock;
-use rollbridge::config::{Cli, Command, TokenCommand, UserCommand};
+use rollbridge::config::{BindingCommand, Cli, Command, TokenCommand, UserCommand};
 use rollbridge::store::Store;
 
 #[tokio::main]
@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
             app.run_until(rollbridge::startup::shutdown_signal()).await;
         }
         Command::Agent(args) => rollbridge::agent::run(args).await?,
+        Command::Binding { command } => binding_command(command).await?,
         Command::Migrate(db) => {
             let store = Store::connect(&db.database_url)
                 .await
@@ -181,4 +182,98 @@ async fn healthcheck(url: &str) -> bool {
         .await,
         Ok(Ok(_))
     ) && head.starts_with(b"HTTP/1.1 200")
+}
+
+async fn binding_command(command: BindingCommand) -> anyhow::Result<()> {
+    match command {
+        BindingCommand::List { database } => {
+            let store = Store::open(&database.database_url)
+                .await
+                .context("opening the database")?;
+            for b in store.all_bindings().await? {
+                println!(
+                    "{}\t{}\t{}\tapp={}\tchannel={}\tfilter={:?}\tprerelease={}\tsecret={}",
+                    b.id,
+                    b.kind.as_str(),
+                    b.match_value,
+                    b.application_id,
+                    b.channel_id.as_deref().unwrap_or("-"),
+                    b.tag_filter,
+                    b.allow_prerelease,
+                    if b.has_secret { "yes" } else { "no" }
+                );
+            }
+            store.close().await;
+        }
+        BindingCommand::Create {
+            app,
+            kind,
+            match_value,
+            channel,
+            tag_filter,
+            allow_prerelease,
+            secret,
+            database,
+        } => {
+            let store = Store::open(&database.database_url)
+                .await
+                .context("opening the database")?;
+            // First-start data (the CoreOS application) exists even before the first `serve`.
+            rollbridge::startup::seed(&store, None, chrono::Utc::now().timestamp_millis()).await?;
+            let application = store
+                .app_by_id_or_name(&app)
+                .await?
+                .with_context(|| format!("no application {app:?}"))?;
+            let channel_id = match channel {
+                Some(wanted) => Some(
+                    store
+                        .list_channels(&application.id)
+                        .await?
+                        .into_iter()
+                        .find(|c| c.id == wanted || c.name == wanted)
+                        .map(|c| c.id)
+                        .with_context(|| {
+                            format!("no channel {wanted:?} in {}", application.name)
+                        })?,
+                ),
+                None => None,
+            };
+            let input = rollbridge::domain::BindingInput {
+                kind: Some(kind),
+                match_value: Some(match_value),
+                channel_id,
+                tag_filter: Some(tag_filter),
+                allow_prerelease: Some(allow_prerelease),
+                secret,
+                ..Default::default()
+            };
+            let fields = input.validate(None).map_err(anyhow::Error::msg)?;
+            let binding = store
+                .create_binding(
+                    &application.id,
+                    &fields,
+                    chrono::Utc::now().timestamp_millis(),
+                )
+                .await?;
+            println!("{}", binding.id);
+            store.close().await;
+        }
+        BindingCommand::Delete { id, database } => {
+            let store = Store::open(&database.database_url)
+                .await
+                .context("opening the database")?;
+            let binding = store
+                .all_bindings()
+                .await?
+                .into_iter()
+                .find(|b| b.id == id)
+                .with_context(|| format!("no binding {id}"))?;
+            store
+                .delete_binding(&binding.application_id, &binding.id)
+                .await?;
+            println!("binding {id} deleted");
+            store.close().await;
+        }
+    }
+    Ok(())
 }

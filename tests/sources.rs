@@ -1243,3 +1243,62 @@ async fn notifications(db: TestDb) {
     .await;
 }
 both_backends!(notify, notifications);
+
+/// `rollbridge binding create|list|delete` against a database file.
+#[tokio::test]
+async fn binding_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let bin = env!("CARGO_BIN_EXE_rollbridge");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .args(["--database-url", &url])
+            .env_remove("ROLLBRIDGE_BINDING_SECRET")
+            .output()
+            .expect("run rollbridge");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The seeded CoreOS application and its stable channel, by name.
+    let (ok, id, err) = cli(&[
+        "binding",
+        "create",
+        "--app",
+        "CoreOS",
+        "--kind",
+        "generic",
+        "--match",
+        "os-builds",
+        "--channel",
+        "stable",
+        "--tag-filter",
+        ">=2000.0.0",
+    ]);
+    assert!(ok, "{err}");
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 36, "{id}");
+    let (ok, listing, _) = cli(&["binding", "list"]);
+    assert!(ok);
+    assert!(
+        listing.contains(&id)
+            && listing.contains("generic\tos-builds")
+            && listing.contains("secret=no"),
+        "{listing}"
+    );
+    let (ok, _, err) = cli(&[
+        "binding", "create", "--app", "nope", "--kind", "generic", "--match", "x",
+    ]);
+    assert!(!ok && err.contains("no application"), "{err}");
+    let (ok, _, err) = cli(&[
+        "binding", "create", "--app", "CoreOS", "--kind", "ftp", "--match", "x",
+    ]);
+    assert!(!ok && err.contains("kind"), "{err}");
+    let (ok, _, _) = cli(&["binding", "delete", &id]);
+    assert!(ok);
+    let (_, listing, _) = cli(&["binding", "list"]);
+    assert!(!listing.contains(&id));
+}

@@ -61,6 +61,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage release-source bindings (source selector -> application + channel).
+    Binding {
+        #[command(subcommand)]
+        command: BindingCommand,
+    },
     /// Run the Docker agent: an Omaha client that updates this host's containers.
     Agent(AgentArgs),
     /// Exit 0 when the server's health endpoint answers 200 (for container health checks).
@@ -113,6 +118,46 @@ pub struct ServeArgs {
     pub dashboard: DashboardArgs,
     #[command(flatten)]
     pub sync: SyncArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BindingCommand {
+    /// List every binding (secrets are never shown).
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Bind a source selector to an application (by id or name), optionally promoting to a channel.
+    Create {
+        /// Application id or name.
+        #[arg(long)]
+        app: String,
+        /// dockerhub, registry, artifactory or generic.
+        #[arg(long)]
+        kind: String,
+        /// Docker Hub repo_name, registry repository (with host), Artifactory folder or webhook name.
+        #[arg(long = "match")]
+        match_value: String,
+        /// Channel id or name to promote new releases to (omit to register only).
+        #[arg(long)]
+        channel: Option<String>,
+        /// Glob (`v*`) or semver range (`>=1.0.0 <2.0.0`).
+        #[arg(long, default_value = "")]
+        tag_filter: String,
+        #[arg(long)]
+        allow_prerelease: bool,
+        /// The binding's own webhook secret (read from the environment to keep it off shell history).
+        #[arg(long, env = "ROLLBRIDGE_BINDING_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Delete a binding by id.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -124,6 +124,17 @@ impl Store {
         rows.iter().map(binding_from_row).collect()
     }
 
+    /// An application by id or exact name (for the CLI and generic webhooks).
+    pub async fn app_by_id_or_name(
+        &self,
+        id_or_name: &str,
+    ) -> Result<Option<Application>, StoreError> {
+        let mut tx = self.begin().await?;
+        let app = app_by_id_or_name(&mut tx, id_or_name).await?;
+        tx.rollback().await?;
+        Ok(app)
+    }
+
     /// Every binding, all applications (for `/v1.0/info`, the CLI and the dashboard).
     pub async fn all_bindings(&self) -> Result<Vec<Binding>, StoreError> {
         let rows = self
