@@ -5,11 +5,13 @@
 
 pub mod apps;
 pub mod db;
+pub mod floors;
 pub mod groups;
 pub mod instances;
 pub mod migrate;
 pub mod packages;
 pub mod rollout;
+pub mod sync;
 pub mod users;
 
 use crate::domain::seed;

@@ -138,7 +138,7 @@ pub(crate) async fn load_channels<Q: Queryable>(
     Ok(channels)
 }
 
-async fn insert_action<Q: Queryable>(
+pub(crate) async fn insert_action<Q: Queryable>(
     q: &mut Q,
     package_id: &str,
     a: &CoreosActionFields,
@@ -539,7 +539,7 @@ async fn check_channel_package<Q: Queryable>(
     Ok(())
 }
 
-async fn channel_package_activity<Q: Queryable>(
+pub(crate) async fn channel_package_activity<Q: Queryable>(
     q: &mut Q,
     channel: &Channel,
     package: &Package,
