@@ -59,13 +59,16 @@ impl App {
             .await
             .with_context(|| format!("binding {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let state = AppState::new(
+        let mut state = AppState::new(
             store,
             clock,
             OmahaOptions {
                 deny_as_noupdate: args.omaha_deny_as_noupdate,
             },
             args.max_body_bytes,
+        );
+        state.hosting = std::sync::Arc::new(
+            crate::sync::hosting::Hosting::from_args(&args.sync).context("payload hosting")?,
         );
         Ok(Self {
             addr,

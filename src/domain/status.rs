@@ -129,6 +129,8 @@ pub enum ActivityClass {
     RolloutFailed = 4,
     InstanceUpdateFailed = 5,
     ChannelPackageUpdated = 6,
+    /// The upstream syncer could not check or apply a channel (the channel was left untouched).
+    UpstreamSyncFailed = 20,
 }
 
 impl ActivityClass {
@@ -144,6 +146,7 @@ impl ActivityClass {
             4 => Self::RolloutFailed,
             5 => Self::InstanceUpdateFailed,
             6 => Self::ChannelPackageUpdated,
+            20 => Self::UpstreamSyncFailed,
             _ => return None,
         })
     }
@@ -156,6 +159,7 @@ impl ActivityClass {
             Self::RolloutFailed => "RolloutFailed",
             Self::InstanceUpdateFailed => "InstanceUpdateFailed",
             Self::ChannelPackageUpdated => "ChannelPackageUpdated",
+            Self::UpstreamSyncFailed => "UpstreamSyncFailed",
         }
     }
 }

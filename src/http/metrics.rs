@@ -9,6 +9,8 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    sync_checks: IntCounterVec,
+    payload_downloads: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -41,12 +43,32 @@ impl Metrics {
             &["route"],
         )
         .expect("static histogram definition");
+        let sync_checks = IntCounterVec::new(
+            Opts::new(
+                "sync_checks_total",
+                "Upstream syncer checks by channel and outcome (ok or an error kind)",
+            ),
+            &["channel", "outcome"],
+        )
+        .expect("static counter definition");
+        let payload_downloads = IntCounterVec::new(
+            Opts::new(
+                "payload_downloads_total",
+                "Hosted payload downloads by outcome (downloaded, reused or an error kind)",
+            ),
+            &["outcome"],
+        )
+        .expect("static counter definition");
         let _ = registry.register(Box::new(requests.clone()));
         let _ = registry.register(Box::new(latency.clone()));
+        let _ = registry.register(Box::new(sync_checks.clone()));
+        let _ = registry.register(Box::new(payload_downloads.clone()));
         Self {
             registry,
             requests,
             latency,
+            sync_checks,
+            payload_downloads,
         }
     }
 
@@ -55,6 +77,19 @@ impl Metrics {
             .with_label_values(&[route, method, &status.to_string()])
             .inc();
         self.latency.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// Counts one upstream check of a synced channel (channel names are operator-configured,
+    /// so the label set stays bounded).
+    pub fn observe_sync(&self, channel: &str, outcome: &str) {
+        self.sync_checks
+            .with_label_values(&[channel, outcome])
+            .inc();
+    }
+
+    /// Counts one payload hosting attempt.
+    pub fn observe_payload(&self, outcome: &str) {
+        self.payload_downloads.with_label_values(&[outcome]).inc();
     }
 
     pub fn render(&self) -> String {
@@ -86,6 +121,11 @@ pub fn route_label(path: &str) -> &'static str {
         ["api", "apps", _, "channels", _] => "/api/apps/:app/channels/:channel",
         ["api", "apps", _, "packages"] => "/api/apps/:app/packages",
         ["api", "apps", _, "packages", _] => "/api/apps/:app/packages/:package",
+        ["packages", _] => "/packages/:file",
+        ["api", "apps", _, "channels", _, "floors"] => "/api/apps/:app/channels/:channel/floors",
+        ["api", "apps", _, "channels", _, "floors", _] => {
+            "/api/apps/:app/channels/:channel/floors/:package"
+        }
         ["api", "activity"] => "/api/activity",
         ["api", "password"] => "/api/password",
         _ => "other",

@@ -223,3 +223,38 @@ impl Store {
         Ok(())
     }
 }
+
+/// What a channel offers a syncer: its target package, whether that package blacklists the
+/// channel, and the channel's floors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelPlan {
+    pub channel_id: String,
+    pub target: Package,
+    pub blacklisted: bool,
+    pub floors: Vec<ChannelFloor>,
+}
+
+impl Store {
+    /// The channel's target and floors (`None` when the channel has no package).
+    pub async fn channel_plan(&self, channel_id: &str) -> Result<Option<ChannelPlan>, StoreError> {
+        let mut db = self.db().clone();
+        let target = load_packages(
+            &mut db,
+            "p.id = (SELECT package_id FROM channels WHERE id = ?)",
+            sql_params![channel_id],
+        )
+        .await?
+        .into_iter()
+        .next();
+        let Some(target) = target else {
+            return Ok(None);
+        };
+        let floors = channel_floors(&mut db, channel_id).await?;
+        Ok(Some(ChannelPlan {
+            channel_id: channel_id.to_string(),
+            blacklisted: target.channels_blacklist.iter().any(|c| c == channel_id),
+            target,
+            floors,
+        }))
+    }
+}
