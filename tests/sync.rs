@@ -1182,3 +1182,34 @@ async fn floor_api_rejects_bad_input(db: TestDb) {
     assert_eq!(listed.as_array().unwrap().len(), 1);
 }
 both_backends!(floor_api_rejects_bad_input, floor_api_rejects_bad_input);
+
+async fn mapped_channels_follow_their_upstream_track(db: TestDb) {
+    let fake = Fake::start().await;
+    fake.release("lts-2024", "3510.3.0", payload_bytes(4, 64), None, None);
+    let app = spawn_syncing(db, &fake.url(), &["--sync-channel", "lts=lts-2024"]).await;
+    // The mapped channel does not exist yet: reported, and the other channels carry on.
+    eventually("missing channel reported", || async {
+        let f = sync_failures(&app, "no channel named lts").await;
+        (!f.is_empty()).then_some(())
+    })
+    .await;
+    let created = app
+        .post_json(
+            &format!("/api/apps/{COREOS_APP}/channels"),
+            json!({"name": "lts", "color": "#123456"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let lts: Value = created.json().await.unwrap();
+    wait_for_version(&app, lts["id"].as_str().unwrap(), "3510.3.0").await;
+    assert!(fake
+        .requests_for("lts-2024")
+        .iter()
+        .all(|r| r.apps[0].multi_manifest_ok));
+    // No upstream track is asked for under the local name.
+    assert!(fake.requests_for("lts").is_empty());
+}
+both_backends!(
+    mapped_channels_follow_their_upstream_track,
+    mapped_channels_follow_their_upstream_track
+);

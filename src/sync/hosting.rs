@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use crate::config::SyncArgs;
 
 /// Payload hosting as configured (`--host-packages`, `--public-url`, `--packages-auth`).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Hosting {
     dir: Option<PathBuf>,
     /// `<public-url>/packages/`.
@@ -26,6 +26,21 @@ pub struct Hosting {
     max_bytes: u64,
     download_timeout: Duration,
     client: Option<reqwest::Client>,
+}
+
+impl std::fmt::Debug for Hosting {
+    // Hand-written so the download password never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hosting")
+            .field("dir", &self.dir)
+            .field("packages_url", &self.packages_url)
+            .field(
+                "auth",
+                &self.auth.as_ref().map(|(user, _)| (user, "<redacted>")),
+            )
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What to download and what it must hash to. Hashes are base64 as in Omaha answers; at least

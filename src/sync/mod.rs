@@ -59,14 +59,21 @@ pub fn start(ctx: &Background, args: &SyncArgs) -> Vec<tokio::task::JoinHandle<(
             return Vec::new();
         }
     };
+    let app_id = match &args.sync_app {
+        Some(raw) => match crate::domain::normalize_uuid("sync_app", raw) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "syncer: --sync-app is not an application id; sync disabled");
+                return Vec::new();
+            }
+        },
+        None => seed::COREOS_APP_ID.to_string(),
+    };
     let syncer = Syncer {
         state: ctx.state.clone(),
         client,
         url,
-        app_id: args
-            .sync_app
-            .clone()
-            .unwrap_or_else(|| seed::COREOS_APP_ID.to_string()),
+        app_id,
         appid: args
             .sync_upstream_appid
             .clone()
@@ -100,6 +107,15 @@ struct Schedule {
 
 impl Syncer {
     async fn run(self, mut ctx: Background) {
+        match self.state.store.app_by_id(&self.app_id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::error!(app = %self.app_id, "syncer: the application to sync does not exist; sync disabled");
+                return;
+            }
+            // A database hiccup at start is not fatal: the loop reports it per channel.
+            Err(e) => tracing::warn!(error = %e, "syncer: checking the application failed"),
+        }
         let mut schedule: HashMap<String, Schedule> = HashMap::new();
         loop {
             if ctx.is_shutting_down() {
