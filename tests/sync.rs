@@ -41,6 +41,8 @@ enum Mode {
     Status500,
     Malformed,
     Hang,
+    /// A well-formed answer larger than any Omaha answer may be.
+    Huge,
 }
 
 struct FakeState {
@@ -186,6 +188,13 @@ impl Fake {
             Mode::Malformed => reply(
                 200,
                 "<response protocol=\"3.0\"><app status=\"ok\"><updatecheck".into(),
+            ),
+            Mode::Huge => reply(
+                200,
+                format!(
+                    "<response protocol=\"3.0\"><!-- {} --></response>",
+                    "x".repeat(100 * 1024)
+                ),
             ),
             Mode::Hang => {
                 tokio::time::sleep(Duration::from_secs(10)).await;
@@ -443,6 +452,7 @@ async fn failing_upstream_is_survived(db: TestDb) {
         (Mode::Status500, "http_status"),
         (Mode::Malformed, "malformed"),
         (Mode::Hang, "unreachable"),
+        (Mode::Huge, "malformed"),
     ] {
         fake.set_mode(mode);
         let before = sync_count(&metrics(&app).await, "stable", outcome);
@@ -453,13 +463,19 @@ async fn failing_upstream_is_survived(db: TestDb) {
         assert_eq!(channel_version(&app, STABLE_CHANNEL).await, None);
     }
     // Each kind of failure is in the activity stream once.
-    for needle in ["HTTP 500", "malformed", "no answer within"] {
+    for (needle, count) in [
+        ("HTTP 500", 1),
+        ("no answer within", 1),
+        ("larger than", 1),
+        // The truncated document and the oversized one.
+        ("upstream answer is malformed", 2),
+    ] {
         let stable: Vec<Value> = sync_failures(&app, needle)
             .await
             .into_iter()
             .filter(|a| a["channel_id"] == STABLE_CHANNEL)
             .collect();
-        assert_eq!(stable.len(), 1, "{needle}: {stable:?}");
+        assert_eq!(stable.len(), count, "{needle}: {stable:?}");
     }
     let state = app
         .state
@@ -880,6 +896,46 @@ async fn walk(app: &TestApp, machine: &str, from: &str, hops: &[&str]) {
     assert_eq!(uc.as_deref(), Some("noupdate"));
 }
 
+/// update_engine's own walk: download/install events, then the first check after the reboot
+/// reports 3/2 with the previous version and is offered the next hop in the same answer.
+async fn walk_like_update_engine(app: &TestApp, machine: &str, from: &str, hops: &[&str]) {
+    let (_, uc, version) = check(app, machine, from, PING_CHECK).await;
+    assert_eq!(
+        (uc.as_deref(), version.as_deref()),
+        (Some("ok"), Some(hops[0]))
+    );
+    let mut previous = from.to_string();
+    for (i, hop) in hops.iter().enumerate() {
+        for (t, r) in [(13, 1), (14, 1), (3, 1)] {
+            let body = format!(r#"<event eventtype="{t}" eventresult="{r}"></event>"#);
+            check(app, machine, &previous, &body).await;
+        }
+        let body = format!(
+            r#"<ping active="1"></ping><updatecheck></updatecheck><event eventtype="3" eventresult="2" previousversion="{previous}"></event>"#
+        );
+        let (_, uc, version) = check(app, machine, hop, &body).await;
+        match hops.get(i + 1) {
+            Some(next) => assert_eq!(
+                (uc.as_deref(), version.as_deref()),
+                (Some("ok"), Some(*next)),
+                "{machine} rebooted into {hop}"
+            ),
+            None => assert_eq!(uc.as_deref(), Some("noupdate")),
+        }
+        previous = hop.to_string();
+    }
+    let instance = app
+        .get_json(&format!(
+            "/api/apps/{COREOS_APP}/groups/{STABLE_GROUP}/instances/{machine}"
+        ))
+        .await;
+    assert_eq!(
+        instance["application"]["version"],
+        *hops.last().unwrap(),
+        "{instance}"
+    );
+}
+
 async fn create_coreos_package(app: &TestApp, version: &str) -> String {
     let r = app
         .post_json(
@@ -995,6 +1051,13 @@ async fn floors_are_synced_and_walked(db: TestDb) {
     )
     .await;
     walk(&app, "machine-p14-2700", "2700.0.0", &["3000.0.0"]).await;
+    walk_like_update_engine(
+        &app,
+        "machine-ue",
+        "1000.0.0",
+        &["2000.0.0", "2500.0.0", "3000.0.0"],
+    )
+    .await;
 
     // Multi-manifest answer for a syncer asking this server; a legacy syncer gets noupdate.
     let syncer_request = |multi: bool| {
