@@ -1251,11 +1251,11 @@ async fn mapped_channels_follow_their_upstream_track(db: TestDb) {
     fake.release("lts-2024", "3510.3.0", payload_bytes(4, 64), None, None);
     let app = spawn_syncing(db, &fake.url(), &["--sync-channel", "lts=lts-2024"]).await;
     // The mapped channel does not exist yet: reported, and the other channels carry on.
-    eventually("missing channel reported", || async {
-        let f = sync_failures(&app, "no channel named lts").await;
-        (!f.is_empty()).then_some(())
+    eventually("missing channel retried", || async {
+        (sync_count(&metrics(&app).await, "lts", "invalid") >= 3).then_some(())
     })
     .await;
+    assert_eq!(sync_failures(&app, "no channel named lts").await.len(), 1);
     let created = app
         .post_json(
             &format!("/api/apps/{COREOS_APP}/channels"),

@@ -81,6 +81,7 @@ pub fn start(ctx: &Background, args: &SyncArgs) -> Vec<tokio::task::JoinHandle<(
         interval: args.sync_interval,
         timeout: args.sync_timeout,
         mappings: args.sync_channels.clone(),
+        unrecorded: std::sync::Mutex::new(HashMap::new()),
     };
     tracing::info!(upstream = %syncer.url, interval = ?syncer.interval, "syncer started");
     vec![tokio::spawn(syncer.run(ctx.clone()))]
@@ -98,6 +99,9 @@ pub struct Syncer {
     interval: Duration,
     timeout: Duration,
     mappings: Vec<(String, String)>,
+    /// Last error per channel name for channels without a `sync_state` row (a mapped channel
+    /// that does not exist yet), so those too are reported once rather than on every retry.
+    unrecorded: std::sync::Mutex<HashMap<String, String>>,
 }
 
 struct Schedule {
@@ -199,6 +203,10 @@ impl Syncer {
         match &result {
             Ok(()) => {
                 metrics.observe_sync(local, "ok");
+                self.unrecorded
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(local);
                 if let Some(channel) = &channel {
                     if let Err(e) = self
                         .state
@@ -214,15 +222,25 @@ impl Syncer {
                 metrics.observe_sync(local, e.kind());
                 tracing::warn!(channel = local, track, error = %e, "syncer: channel sync failed");
                 let message = e.to_string();
-                let is_new = match &channel {
+                let recorded = match &channel {
                     Some(c) => self
                         .state
                         .store
                         .record_sync_attempt(&c.id, Some(&message), now)
                         .await
-                        .unwrap_or(true),
-                    None => true,
+                        .ok(),
+                    None => None,
                 };
+                let is_new = recorded.unwrap_or_else(|| {
+                    let mut unrecorded = self
+                        .unrecorded
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    unrecorded
+                        .insert(local.to_string(), message.clone())
+                        .as_ref()
+                        != Some(&message)
+                });
                 if is_new {
                     self.failure_activity(local, track, channel.map(|c| c.id), &message)
                         .await;
