@@ -132,3 +132,106 @@ async fn answer(store: &Store, app: &AppRequest) -> AppResponse {
     });
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::protocol::{parse_response, Manifest, Response};
+    use super::*;
+
+    fn manifest(version: &str, codebase: &str) -> Manifest {
+        Manifest {
+            codebase: codebase.into(),
+            version: version.into(),
+            package_name: "update.gz".into(),
+            package_hash: "aGFzaA==".into(),
+            package_size: "10".into(),
+            action: None,
+        }
+    }
+
+    /// The multi-manifest writer and the response parser agree, including a floor whose
+    /// payload lives under another codebase than the target's.
+    #[test]
+    fn multi_manifest_answers_round_trip() {
+        let marked = |version: &str, codebase: &str, floor: bool, target: bool| MarkedManifest {
+            manifest: manifest(version, codebase),
+            is_floor: floor,
+            is_target: target,
+            floor_reason: if floor {
+                format!("reason {version}")
+            } else {
+                String::new()
+            },
+        };
+        let response = Response {
+            apps: vec![AppResponse {
+                appid: "{a}".into(),
+                status: "ok".into(),
+                ping: false,
+                update_check: Some(UpdateCheck {
+                    status: "ok".into(),
+                    poll_interval: None,
+                    manifest: None,
+                    manifests: vec![
+                        marked("2000.0.0", "http://u/2000.0.0/", true, false),
+                        marked("3000.0.0", "http://u/3000.0.0/", true, true),
+                    ],
+                }),
+                events: 0,
+            }],
+        };
+        let parsed = parse_response(response.to_xml().as_bytes()).unwrap();
+        let check = parsed.apps[0].update_check.clone().unwrap();
+        assert_eq!(check.codebases, ["http://u/3000.0.0/"]);
+        let m = &check.manifests;
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].codebases, ["http://u/2000.0.0/"]);
+        assert!(m[0].is_floor && !m[0].is_target);
+        assert_eq!(m[0].floor_reason, "reason 2000.0.0");
+        assert!(
+            m[1].codebases.is_empty(),
+            "the target uses the shared <urls>"
+        );
+        assert!(m[1].is_floor && m[1].is_target);
+        assert_eq!(m[1].packages[0].name, "update.gz");
+    }
+
+    #[test]
+    fn manifest_and_url_counts_are_bounded() {
+        let many = |inner: &str, n: usize| {
+            format!(
+                r#"<response protocol="3.0"><app appid="a" status="ok"><updatecheck status="ok">{}</updatecheck></app></response>"#,
+                inner.repeat(n)
+            )
+        };
+        let manifest = r#"<manifest version="1.0.0"><packages><package name="a" size="1"/></packages></manifest>"#;
+        let urls = r#"<urls><url codebase="http://u/"/></urls>"#;
+        assert!(parse_response(many(manifest, 32).as_bytes()).is_ok());
+        for doc in [many(manifest, 33), many(urls, 33)] {
+            assert_eq!(
+                parse_response(doc.as_bytes()),
+                Err(super::super::protocol::ProtocolError::TooManyManifests)
+            );
+        }
+    }
+
+    #[test]
+    fn syncers_are_told_apart_from_machines() {
+        let machine = Request {
+            version: "update_engine-0.4.10".into(),
+            ..Request::default()
+        };
+        let plain = AppRequest::default();
+        assert!(!is_syncer(&machine, &plain));
+        let multi = AppRequest {
+            multi_manifest_ok: true,
+            ..AppRequest::default()
+        };
+        assert!(is_syncer(&machine, &multi));
+        let legacy = Request {
+            version: SYNCER_VERSION.into(),
+            ..Request::default()
+        };
+        assert!(is_syncer(&legacy, &plain));
+    }
+}
