@@ -734,6 +734,35 @@ async fn api_packages_can_be_hosted(db: TestDb) {
         .await;
     assert!(listed.as_array().unwrap().is_empty());
 
+    // Announced smaller than it is: the download stops at the announced size.
+    let mut short = body("5.0.0", b64(&sha2::Sha256::digest(&bytes)));
+    short["size"] = json!("100");
+    let r = app
+        .post_json(&format!("/api/apps/{COREOS_APP}/packages?host=true"), short)
+        .await;
+    assert_eq!(r.status(), 400);
+    let err: Value = r.json().await.unwrap();
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 100 bytes"),
+        "{err}"
+    );
+    assert!(files_in(dir.path()).is_empty());
+    // A payload URL that does not exist.
+    let mut missing = body("5.0.0", b64(&sha2::Sha256::digest(&bytes)));
+    missing["url"] = json!(format!("{base}/payloads/9.9.9/"));
+    let r = app
+        .post_json(
+            &format!("/api/apps/{COREOS_APP}/packages?host=true"),
+            missing,
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let err: Value = r.json().await.unwrap();
+    assert!(err["error"].as_str().unwrap().contains("HTTP 404"), "{err}");
+
     let created = app
         .post_json(
             &format!("/api/apps/{COREOS_APP}/packages?host=true"),

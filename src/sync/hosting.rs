@@ -206,6 +206,8 @@ impl Hosting {
         let _ = std::fs::remove_file(&probe);
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
+            // A mirror that stops sending fails the download long before the overall timeout.
+            .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("rollbridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the download client")?;
