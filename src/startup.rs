@@ -68,6 +68,9 @@ impl App {
             args.max_body_bytes,
         );
         state.sources = std::sync::Arc::new(args.sources.clone());
+        state.hosting = std::sync::Arc::new(
+            crate::sync::hosting::Hosting::from_args(&args.sync).context("payload hosting")?,
+        );
         Ok(Self {
             addr,
             state,

@@ -135,6 +135,8 @@ pub enum ActivityClass {
     ReleaseRejected = 8,
     /// A source failed (poller cannot reach Artifactory, callback failed, ...).
     SourceError = 9,
+    /// The upstream syncer could not check or apply a channel (the channel was left untouched).
+    UpstreamSyncFailed = 20,
 }
 
 impl ActivityClass {
@@ -153,6 +155,7 @@ impl ActivityClass {
             7 => Self::ReleaseRegistered,
             8 => Self::ReleaseRejected,
             9 => Self::SourceError,
+            20 => Self::UpstreamSyncFailed,
             _ => return None,
         })
     }
@@ -168,6 +171,7 @@ impl ActivityClass {
             Self::ReleaseRegistered => "ReleaseRegistered",
             Self::ReleaseRejected => "ReleaseRejected",
             Self::SourceError => "SourceError",
+            Self::UpstreamSyncFailed => "UpstreamSyncFailed",
         }
     }
 }

@@ -11,6 +11,8 @@ pub struct Metrics {
     latency: HistogramVec,
     releases: IntCounterVec,
     notifications: IntCounterVec,
+    sync_checks: IntCounterVec,
+    payload_downloads: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -51,6 +53,22 @@ impl Metrics {
             &["source", "outcome"],
         )
         .expect("static counter definition");
+        let sync_checks = IntCounterVec::new(
+            Opts::new(
+                "sync_checks_total",
+                "Upstream syncer checks by channel and outcome (ok or an error kind)",
+            ),
+            &["channel", "outcome"],
+        )
+        .expect("static counter definition");
+        let payload_downloads = IntCounterVec::new(
+            Opts::new(
+                "payload_downloads_total",
+                "Hosted payload downloads by outcome (downloaded, reused or an error kind)",
+            ),
+            &["outcome"],
+        )
+        .expect("static counter definition");
         let _ = registry.register(Box::new(requests.clone()));
         let _ = registry.register(Box::new(latency.clone()));
         let notifications = IntCounterVec::new(
@@ -63,12 +81,16 @@ impl Metrics {
         .expect("static counter definition");
         let _ = registry.register(Box::new(releases.clone()));
         let _ = registry.register(Box::new(notifications.clone()));
+        let _ = registry.register(Box::new(sync_checks.clone()));
+        let _ = registry.register(Box::new(payload_downloads.clone()));
         Self {
             registry,
             requests,
             latency,
             releases,
             notifications,
+            sync_checks,
+            payload_downloads,
         }
     }
 
@@ -94,6 +116,19 @@ impl Metrics {
             .with_label_values(&[route, method, &status.to_string()])
             .inc();
         self.latency.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// Counts one upstream check of a synced channel (channel names are operator-configured,
+    /// so the label set stays bounded).
+    pub fn observe_sync(&self, channel: &str, outcome: &str) {
+        self.sync_checks
+            .with_label_values(&[channel, outcome])
+            .inc();
+    }
+
+    /// Counts one payload hosting attempt.
+    pub fn observe_payload(&self, outcome: &str) {
+        self.payload_downloads.with_label_values(&[outcome]).inc();
     }
 
     pub fn render(&self) -> String {
@@ -133,6 +168,11 @@ pub fn route_label(path: &str) -> &'static str {
         ["v1.0", "hooks", "generic", _] => "/v1.0/hooks/generic/:name",
         ["v1.0", "packages", _, "files"] => "/v1.0/packages/:package/files",
         ["v1.0", "packages", _, "files", _] => "/v1.0/packages/:package/files/:name",
+        ["packages", _] => "/packages/:file",
+        ["api", "apps", _, "channels", _, "floors"] => "/api/apps/:app/channels/:channel/floors",
+        ["api", "apps", _, "channels", _, "floors", _] => {
+            "/api/apps/:app/channels/:channel/floors/:package"
+        }
         ["api", "activity"] => "/api/activity",
         ["api", "password"] => "/api/password",
         _ => "other",

@@ -47,6 +47,8 @@ pub struct AppState {
     pub sources: Arc<crate::config::SourcesArgs>,
     /// Outbound HTTP (callbacks, digest lookups, notifications): one connection pool.
     pub http_client: reqwest::Client,
+    /// Payload hosting (`--host-packages`); disabled unless configured at startup.
+    pub hosting: Arc<crate::sync::hosting::Hosting>,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             promotions: Arc::new(tokio::sync::Notify::new()),
             sources: Arc::new(crate::config::SourcesArgs::default()),
             http_client: outbound_client(),
+            hosting: Arc::default(),
         }
     }
 

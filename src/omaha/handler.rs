@@ -34,6 +34,10 @@ pub async fn handle(
         apps: Vec::with_capacity(request.apps.len()),
     };
     for app in &request.apps {
+        if let Some(answer) = super::multi::answer_syncer(store, &request, app).await {
+            response.apps.push(answer);
+            continue;
+        }
         response
             .apps
             .push(answer_app(store, options, app, client_ip, now).await);
@@ -41,12 +45,13 @@ pub async fn handle(
     Ok(response.to_xml())
 }
 
-fn error_app(app: &AppRequest, app_status: &str) -> AppResponse {
+pub(super) fn error_app(app: &AppRequest, app_status: &str) -> AppResponse {
     AppResponse {
         appid: app.appid.clone(),
         status: app_status.to_string(),
         ping: app.ping,
         update_check: app.update_check.then(|| UpdateCheck {
+            manifests: Vec::new(),
             status: status::ERROR_INTERNAL.to_string(),
             poll_interval: None,
             manifest: None,
@@ -70,7 +75,7 @@ fn registration_problem(app: &AppRequest) -> Option<String> {
     None
 }
 
-async fn resolve_group(
+pub(super) async fn resolve_group(
     store: &Store,
     app_id: &str,
     track: &str,
@@ -162,6 +167,7 @@ async fn answer_app(
         Some(UpdateAnswer::Update(package)) => (
             status::OK.to_string(),
             Some(UpdateCheck {
+                manifests: Vec::new(),
                 status: status::OK.to_string(),
                 poll_interval,
                 manifest: Some(manifest(&package)),
@@ -174,6 +180,7 @@ async fn answer_app(
         Some(UpdateAnswer::Denied(denial)) => (
             status::denial_status(denial).to_string(),
             Some(UpdateCheck {
+                manifests: Vec::new(),
                 status: status::ERROR_INTERNAL.to_string(),
                 poll_interval: None,
                 manifest: None,
@@ -189,15 +196,16 @@ async fn answer_app(
     }
 }
 
-fn no_update(poll_interval: Option<u32>) -> UpdateCheck {
+pub(super) fn no_update(poll_interval: Option<u32>) -> UpdateCheck {
     UpdateCheck {
+        manifests: Vec::new(),
         status: status::NO_UPDATE.to_string(),
         poll_interval,
         manifest: None,
     }
 }
 
-fn manifest(package: &Package) -> Manifest {
+pub(super) fn manifest(package: &Package) -> Manifest {
     let action = if PackageType::from_code(package.package_type) == Some(PackageType::Coreos) {
         let a = package.coreos_action.as_ref();
         Some(PostinstallAction {

@@ -3,6 +3,7 @@
 //! check, `status` holds the exact status strings clients and tooling depend on.
 
 pub mod handler;
+pub mod multi;
 pub mod protocol;
 pub mod status;
 

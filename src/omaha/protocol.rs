@@ -19,6 +19,8 @@ pub const MAX_APPS: usize = 32;
 pub const MAX_EVENTS_PER_APP: usize = 16;
 /// Deepest element nesting accepted (the root element is depth 1).
 pub const MAX_DEPTH: usize = 16;
+/// Most `<manifest>` (and most `<url>`) elements accepted in one parsed `<updatecheck>`.
+pub const MAX_MANIFESTS: usize = 32;
 
 /// Value of the `server` attribute in every response.
 pub const SERVER_NAME: &str = "rollbridge";
@@ -46,6 +48,8 @@ pub enum ProtocolError {
     TooManyEvents,
     #[error("elements nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    #[error("more than {MAX_MANIFESTS} <manifest> or <url> elements in one <updatecheck>")]
+    TooManyManifests,
 }
 
 // ---------------------------------------------------------------------------
@@ -222,6 +226,19 @@ pub struct UpdateCheck {
     pub poll_interval: Option<u32>,
     /// Only meaningful with status `"ok"`; emitted whenever `Some`.
     pub manifest: Option<Manifest>,
+    /// Multi-manifest answer for syncers that sent `multi_manifest_ok="true"`: when non-empty,
+    /// these are written (floors first, the target last) instead of `manifest`.
+    pub manifests: Vec<MarkedManifest>,
+}
+
+/// One manifest of a multi-manifest answer, with Nebraska's floor/target marks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkedManifest {
+    pub manifest: Manifest,
+    pub is_floor: bool,
+    pub is_target: bool,
+    /// Written only for floors.
+    pub floor_reason: String,
 }
 
 /// The single package offered by an `"ok"` update check.
@@ -279,6 +296,9 @@ pub struct ParsedUpdateCheck {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParsedManifest {
     pub version: String,
+    /// `<urls>` inside the manifest (rollbridge writes them when a floor lives elsewhere than
+    /// the target); empty otherwise: the update check's `codebases` apply.
+    pub codebases: Vec<String>,
     pub is_floor: bool,
     pub is_target: bool,
     pub floor_reason: String,
@@ -715,26 +735,60 @@ impl UpdateCheck {
             out.push_str(&secs.to_string());
             out.push('"');
         }
+        if let Some(target) = self.manifests.last() {
+            // One shared <urls> (the target's, as Nebraska writes it); a floor whose payload
+            // lives elsewhere carries its own <urls> inside its <manifest>.
+            let shared = &target.manifest.codebase;
+            out.push_str("><urls><url");
+            push_attr(out, "codebase", shared);
+            out.push_str("/></urls>");
+            for marked in &self.manifests {
+                write_manifest(out, &marked.manifest, Some(marked), shared);
+            }
+            out.push_str("</updatecheck>");
+            return;
+        }
         let Some(m) = &self.manifest else {
             out.push_str("/>");
             return;
         };
         out.push_str("><urls><url");
         push_attr(out, "codebase", &m.codebase);
-        out.push_str("/></urls><manifest");
-        push_attr(out, "version", &m.version);
-        out.push_str("><packages><package");
-        push_attr(out, "name", &m.package_name);
-        push_attr(out, "hash", &m.package_hash);
-        push_attr(out, "size", &m.package_size);
-        out.push_str(" required=\"true\"/></packages>");
-        if let Some(action) = &m.action {
-            out.push_str("<actions>");
-            action.write_into(out);
-            out.push_str("</actions>");
-        }
-        out.push_str("</manifest></updatecheck>");
+        out.push_str("/></urls>");
+        write_manifest(out, m, None, &m.codebase);
+        out.push_str("</updatecheck>");
     }
+}
+
+fn write_manifest(out: &mut String, m: &Manifest, marks: Option<&MarkedManifest>, shared: &str) {
+    out.push_str("<manifest");
+    push_attr(out, "version", &m.version);
+    if let Some(marks) = marks {
+        if marks.is_floor {
+            out.push_str(" is_floor=\"true\"");
+            push_attr(out, "floor_reason", &marks.floor_reason);
+        }
+        if marks.is_target {
+            out.push_str(" is_target=\"true\"");
+        }
+    }
+    out.push('>');
+    if m.codebase != shared {
+        out.push_str("<urls><url");
+        push_attr(out, "codebase", &m.codebase);
+        out.push_str("/></urls>");
+    }
+    out.push_str("<packages><package");
+    push_attr(out, "name", &m.package_name);
+    push_attr(out, "hash", &m.package_hash);
+    push_attr(out, "size", &m.package_size);
+    out.push_str(" required=\"true\"/></packages>");
+    if let Some(action) = &m.action {
+        out.push_str("<actions>");
+        action.write_into(out);
+        out.push_str("</actions>");
+    }
+    out.push_str("</manifest>");
 }
 
 impl PostinstallAction {
@@ -819,6 +873,7 @@ enum RespCtx {
     UpdateCheck,
     Urls,
     Manifest,
+    ManifestUrls,
     Packages,
     Actions,
     Other,
@@ -933,16 +988,27 @@ fn read_update_check_child(
     Ok(match (parent, name) {
         (RespCtx::UpdateCheck, b"urls") => RespCtx::Urls,
         (RespCtx::Urls, b"url") => {
-            let mut codebase = String::new();
-            for_each_attr(elem, |key, value| {
-                if key == b"codebase" {
-                    set(&mut codebase, value);
+            if check.codebases.len() >= MAX_MANIFESTS {
+                return Err(ProtocolError::TooManyManifests);
+            }
+            check.codebases.push(read_codebase(elem)?);
+            RespCtx::Other
+        }
+        (RespCtx::Manifest, b"urls") => RespCtx::ManifestUrls,
+        (RespCtx::ManifestUrls, b"url") => {
+            let codebase = read_codebase(elem)?;
+            if let Some(manifest) = check.manifests.last_mut() {
+                if manifest.codebases.len() >= MAX_MANIFESTS {
+                    return Err(ProtocolError::TooManyManifests);
                 }
-            })?;
-            check.codebases.push(codebase);
+                manifest.codebases.push(codebase);
+            }
             RespCtx::Other
         }
         (RespCtx::UpdateCheck, b"manifest") => {
+            if check.manifests.len() >= MAX_MANIFESTS {
+                return Err(ProtocolError::TooManyManifests);
+            }
             let mut manifest = ParsedManifest::default();
             for_each_attr(elem, |key, value| match key {
                 b"version" => set(&mut manifest.version, value),
@@ -981,6 +1047,16 @@ fn read_update_check_child(
         }
         _ => RespCtx::Other,
     })
+}
+
+fn read_codebase(elem: &BytesStart<'_>) -> Result<String, ProtocolError> {
+    let mut codebase = String::new();
+    for_each_attr(elem, |key, value| {
+        if key == b"codebase" {
+            set(&mut codebase, value);
+        }
+    })?;
+    Ok(codebase)
 }
 
 fn read_status(elem: &BytesStart<'_>) -> Result<String, ProtocolError> {
@@ -1441,6 +1517,7 @@ mod tests {
             apps: vec![AppResponse {
                 ping: true,
                 update_check: Some(UpdateCheck {
+                    manifests: Vec::new(),
                     status: "noupdate".into(),
                     poll_interval: None,
                     manifest: None,
@@ -1469,6 +1546,7 @@ mod tests {
                 resp_app("{unknown}", "error-unknownApplication"),
                 AppResponse {
                     update_check: Some(UpdateCheck {
+                        manifests: Vec::new(),
                         status: "error-internal".into(),
                         poll_interval: None,
                         manifest: None,
@@ -1494,6 +1572,7 @@ mod tests {
         let resp = Response {
             apps: vec![AppResponse {
                 update_check: Some(UpdateCheck {
+                    manifests: Vec::new(),
                     status: "ok".into(),
                     poll_interval: None,
                     manifest: Some(coreos_manifest()),
@@ -1537,6 +1616,7 @@ mod tests {
                 AppResponse {
                     ping: true,
                     update_check: Some(UpdateCheck {
+                        manifests: Vec::new(),
                         status: "ok".into(),
                         poll_interval: Some(3600),
                         manifest: Some(Manifest {
@@ -1552,6 +1632,7 @@ mod tests {
                 },
                 AppResponse {
                     update_check: Some(UpdateCheck {
+                        manifests: Vec::new(),
                         status: "noupdate".into(),
                         poll_interval: Some(300),
                         manifest: None,
@@ -1596,6 +1677,7 @@ mod tests {
                     ping: true,
                     events: 3,
                     update_check: Some(UpdateCheck {
+                        manifests: Vec::new(),
                         status: "ok".into(),
                         poll_interval: Some(60),
                         manifest: Some(delta.clone()),
@@ -1619,6 +1701,7 @@ mod tests {
         assert_eq!(
             check.manifests,
             vec![ParsedManifest {
+                codebases: Vec::new(),
                 version: delta.version.clone(),
                 is_floor: false,
                 is_target: false,

@@ -125,6 +125,8 @@ async fn update_check(
         Some(channel_id) => rows::channel_target(tx, channel_id).await?,
         None => None,
     };
+    let target =
+        super::floors::next_hop(tx, group.channel_id.as_deref(), &req.version, target).await?;
     let target_version = target
         .as_ref()
         .and_then(|(p, _)| Version::parse(&p.version).ok());

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod events;
+pub mod floors;
 pub mod policy;
 
 pub use check::{CheckOutcome, CheckRequest};

@@ -5,12 +5,14 @@
 
 pub mod apps;
 pub mod db;
+pub mod floors;
 pub mod groups;
 pub mod instances;
 pub mod migrate;
 pub mod packages;
 pub mod rollout;
 pub mod sources;
+pub mod sync;
 pub mod users;
 
 use crate::domain::seed;

@@ -138,7 +138,7 @@ pub(crate) async fn load_channels<Q: Queryable>(
     Ok(channels)
 }
 
-async fn insert_action<Q: Queryable>(
+pub(crate) async fn insert_action<Q: Queryable>(
     q: &mut Q,
     package_id: &str,
     a: &CoreosActionFields,

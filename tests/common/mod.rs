@@ -367,3 +367,44 @@ pub fn first_app(xml: &str) -> (String, Option<String>, Option<String>) {
         .map(|m| m.version.clone());
     (app.status, uc, version)
 }
+
+/// Like `spawn_app_with`, but listening on a free port chosen before the server starts, so
+/// options that must name the server's own URL (`--public-url`) can be built from `base`.
+/// Returns the app; `base_for_port` gives the URL to put in those options.
+pub async fn spawn_app_on_port(
+    db: TestDb,
+    mut options: AppOptions,
+    port: u16,
+    more_args: impl FnOnce(&str) -> Vec<String>,
+) -> TestApp {
+    let base = format!("http://127.0.0.1:{port}");
+    options.extra_args.extend(more_args(&base));
+    let mut args = serve_args(&db.url, &options);
+    args.listen = SocketAddr::from(([127, 0, 0, 1], port));
+    let app = rollbridge::startup::App::build(&args, options.clock.clone())
+        .await
+        .expect("build app");
+    let addr = app.addr;
+    let state = app.state.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        base,
+        client: reqwest::Client::new(),
+        state,
+        clock: options.clock,
+        shutdown: Some(tx),
+        db,
+    }
+}
+
+/// A port that was free a moment ago (bind to port 0, read it, release it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
