@@ -129,6 +129,10 @@ pub enum ActivityClass {
     RolloutFailed = 4,
     InstanceUpdateFailed = 5,
     ChannelPackageUpdated = 6,
+    /// A Docker agent replaced a container (per-container outcome of an update).
+    ContainerUpdated = 20,
+    /// A Docker agent put the previous container back after a failed update.
+    ContainerRolledBack = 21,
 }
 
 impl ActivityClass {
@@ -144,6 +148,8 @@ impl ActivityClass {
             4 => Self::RolloutFailed,
             5 => Self::InstanceUpdateFailed,
             6 => Self::ChannelPackageUpdated,
+            20 => Self::ContainerUpdated,
+            21 => Self::ContainerRolledBack,
             _ => return None,
         })
     }
@@ -156,6 +162,8 @@ impl ActivityClass {
             Self::RolloutFailed => "RolloutFailed",
             Self::InstanceUpdateFailed => "InstanceUpdateFailed",
             Self::ChannelPackageUpdated => "ChannelPackageUpdated",
+            Self::ContainerUpdated => "ContainerUpdated",
+            Self::ContainerRolledBack => "ContainerRolledBack",
         }
     }
 }

@@ -172,6 +172,11 @@ pub fn serve_args(db_url: &str, options: &AppOptions) -> ServeArgs {
     if options.deny_as_noupdate {
         argv.push("--omaha-deny-as-noupdate".into());
     }
+    // The embedded Docker agent is on by default when a socket answers; only tests that ask
+    // for it (`--local-agent`) get one.
+    if !options.extra_args.iter().any(|a| a == "--local-agent") {
+        argv.push("--no-local-agent".into());
+    }
     argv.extend(options.extra_args.iter().cloned());
     let cli = Cli::try_parse_from(argv).expect("serve arguments parse");
     match cli.command {
