@@ -75,9 +75,26 @@ fn services_ready() -> bool {
 
 #[derive(Debug, Clone)]
 struct TestImage {
+    repo: String,
     version: &'static str,
     digest: String,
 }
+
+impl TestImage {
+    fn build(repo: &str, version: &'static str, cmd: &str) -> Self {
+        Self {
+            repo: repo.to_string(),
+            version,
+            digest: build_image(repo, version, cmd, true),
+        }
+    }
+
+    fn tagged(&self) -> String {
+        format!("{}:{}", self.repo, self.version)
+    }
+}
+
+const SERVE: &str = r#"CMD ["/bin/httpd","-f","-p","8080","-h","/www"]"#;
 
 #[derive(Debug, Clone)]
 struct Images {
@@ -87,7 +104,7 @@ struct Images {
 }
 
 /// Builds and pushes one image from the static busybox; returns its registry digest.
-fn build_image(version: &str, cmd: &str, healthcheck: bool) -> String {
+fn build_image(repo: &str, version: &str, cmd: &str, healthcheck: bool) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
     for sub in ["bin", "www", "data"] {
@@ -110,7 +127,7 @@ fn build_image(version: &str, cmd: &str, healthcheck: bool) -> String {
         .status()
         .expect("tar");
     assert!(status.success(), "tar failed");
-    let reference = format!("{REPO}:{version}");
+    let reference = format!("{repo}:{version}");
     let env = format!("ENV APP_DEFAULT=img-{version}");
     let mut args: Vec<String> = vec![
         "import".into(),
@@ -139,7 +156,7 @@ fn build_image(version: &str, cmd: &str, healthcheck: bool) -> String {
     ]);
     let digest = digests
         .lines()
-        .find_map(|l| l.trim().strip_prefix(&format!("{REPO}@")))
+        .find_map(|l| l.trim().strip_prefix(&format!("{repo}@")))
         .unwrap_or_else(|| panic!("no registry digest for {reference}: {digests}"))
         .to_string();
     digest
@@ -157,21 +174,11 @@ fn images() -> Images {
     if let Some(i) = IMAGES.get() {
         return i.clone();
     }
-    let serve = r#"CMD ["/bin/httpd","-f","-p","8080","-h","/www"]"#;
     let images = Images {
-        v100: TestImage {
-            version: "1.0.0",
-            digest: build_image("1.0.0", serve, true),
-        },
-        v110: TestImage {
-            version: "1.1.0",
-            digest: build_image("1.1.0", serve, true),
-        },
+        v100: TestImage::build(REPO, "1.0.0", SERVE),
+        v110: TestImage::build(REPO, "1.1.0", SERVE),
         // Broken: exits at once.
-        v120: TestImage {
-            version: "1.2.0",
-            digest: build_image("1.2.0", r#"CMD ["/bin/sh","-c","exit 3"]"#, true),
-        },
+        v120: TestImage::build(REPO, "1.2.0", r#"CMD ["/bin/sh","-c","exit 3"]"#),
     };
     let _ = IMAGES.set(images.clone());
     images
@@ -192,6 +199,8 @@ struct Scene {
     suffix: String,
     networks: Vec<String>,
     volumes: Vec<String>,
+    /// Local image references to remove.
+    images: Vec<String>,
 }
 
 impl Scene {
@@ -204,6 +213,7 @@ impl Scene {
             ),
             networks: Vec::new(),
             volumes: Vec::new(),
+            images: Vec::new(),
         }
     }
 
@@ -248,6 +258,9 @@ impl Drop for Scene {
         }
         for v in &self.volumes {
             let _ = docker(&["volume", "rm", "-f", v]);
+        }
+        for i in &self.images {
+            let _ = docker(&["rmi", i]);
         }
     }
 }
@@ -344,9 +357,9 @@ async fn create_docker_package(app: &TestApp, app_id: &str, image: &TestImage) -
             json!({
                 "type": 2,
                 "version": image.version,
-                "url": REPO,
+                "url": image.repo,
                 "filename": format!("{}@{}", image.version, image.digest),
-                "image_repository": REPO,
+                "image_repository": image.repo,
                 "image_digest": image.digest,
             }),
         )
@@ -1002,11 +1015,16 @@ async fn activity_endpoint_validates_reports(db: TestDb) {
         let err: Value = r.json().await.expect("error json");
         assert!(err["error"].is_string(), "{field}: {err}");
     }
+    // Its own client: the server closes the connection after refusing the body.
     let huge = json!({"message": "x".repeat(64 * 1024)});
-    assert_eq!(
-        app.post_json("/api/agent/activity", huge).await.status(),
-        413
-    );
+    let r = reqwest::Client::new()
+        .post(app.url("/api/agent/activity"))
+        .basic_auth("admin", Some("admin"))
+        .json(&huge)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 413);
     let count = app
         .get_json(&format!("/api/activity?app={app_id}&perpage=100"))
         .await
@@ -1019,3 +1037,74 @@ async fn activity_endpoint_validates_reports(db: TestDb) {
 }
 
 both_backends!(activity_endpoint, activity_endpoint_validates_reports);
+
+/// `--owner`: an unlabeled container whose image is under the namespace is bound to the
+/// application publishing that repository and updated; `--cleanup --keep 0` then drops the
+/// previous image's references in that repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn owner_matching_binds_by_repository_and_cleanup_removes_the_old_image() {
+    if !services_ready() {
+        return;
+    }
+    let _ = images_async().await;
+    let mut scene = Scene::new("own");
+    // A namespace of its own, with images of their own (so no other test's container uses them).
+    let owner = scene.suffix.replace('-', "");
+    let repo = format!("127.0.0.1:5000/{owner}/web");
+    let (v100, v110) = {
+        let repo = repo.clone();
+        tokio::task::spawn_blocking(move || {
+            (
+                TestImage::build(&repo, "1.0.0", SERVE),
+                TestImage::build(&repo, "1.1.0", SERVE),
+            )
+        })
+        .await
+        .expect("build")
+    };
+    scene.images.push(v100.tagged());
+    scene.images.push(v110.tagged());
+    let mut options = agent_args();
+    options.extra_args.extend(
+        [
+            "--agent-owner",
+            &owner,
+            "--agent-cleanup",
+            "--agent-keep",
+            "0",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let app = spawn_app_with(TestDb::sqlite().await, options).await;
+    let rollout = setup(&app, &v100, json!({})).await;
+    let web = scene.run("web", &[], &v100.tagged());
+    let unrelated = scene.run("unrelated", &[], &format!("{REPO}:1.0.0"));
+    let unrelated_id = inspect(&unrelated)["Id"].clone();
+
+    publish_release(&app, &rollout, &v110).await;
+    wait_for(&app, 90, "the owner-matched container to run 1.1.0", || async {
+        matches!(agent_instance(&app, &rollout).await, Some((_, Some(COMPLETE), v)) if v == "1.1.0")
+    })
+    .await;
+    assert_eq!(image_ref_of(&web), v110.tagged());
+    assert!(running(&web));
+    assert_eq!(
+        inspect(&unrelated)["Id"],
+        unrelated_id,
+        "other namespaces untouched"
+    );
+    // Cleanup: the previous image's references in this repository are gone, others stay.
+    assert!(
+        !docker(&["image", "inspect", &v100.tagged()])
+            .status
+            .success(),
+        "the previous image was removed"
+    );
+    assert!(docker(&["image", "inspect", &v110.tagged()])
+        .status
+        .success());
+    assert!(docker(&["image", "inspect", &format!("{REPO}:1.0.0")])
+        .status
+        .success());
+}

@@ -518,8 +518,10 @@ impl Runtime {
         }
     }
 
-    /// `--cleanup`: removes images of `repository` that no container uses, except `current`
-    /// and the newest `keep` others. Returns how many were removed.
+    /// `--cleanup`: removes this repository's references (tags and digests) to images no
+    /// container uses, except `current` and the newest `keep` others. Images are untagged, never
+    /// force-removed, so an image also tagged for another repository stays for it. Returns how
+    /// many images lost their references.
     pub async fn cleanup_images(&self, repository: &str, current: &str, keep: usize) -> usize {
         let Ok(images) = self
             .docker
@@ -531,44 +533,58 @@ impl Runtime {
         else {
             return 0;
         };
-        let used: std::collections::HashSet<String> = match self.containers().await {
-            Ok(list) => list.into_iter().map(|c| c.image_id).collect(),
+        let used: std::collections::HashSet<String> = match self.containers_including_aside().await
+        {
+            Ok(ids) => ids,
             Err(_) => return 0,
         };
         let wanted = super::matching::normalize_repository(repository);
+        let ours = |reference: &String| {
+            ImageRef::parse(reference).is_some_and(|r| r.normalized_repository() == wanted)
+        };
         let mut candidates: Vec<_> = images
             .into_iter()
             .filter(|i| i.id != current && !used.contains(&i.id))
-            .filter(|i| {
-                i.repo_tags
-                    .iter()
-                    .chain(i.repo_digests.iter())
-                    .filter_map(|t| ImageRef::parse(t))
-                    .any(|r| r.normalized_repository() == wanted)
-            })
+            .filter(|i| i.repo_tags.iter().chain(i.repo_digests.iter()).any(ours))
             .collect();
         candidates.sort_by_key(|i| std::cmp::Reverse(i.created));
         let mut removed = 0;
         for image in candidates.into_iter().skip(keep) {
-            match self
-                .docker
-                .remove_image(
-                    &image.id,
-                    Some(RemoveImageOptions {
-                        force: true,
-                        ..Default::default()
-                    }),
-                    None,
-                )
-                .await
+            let mut ok = true;
+            for reference in image
+                .repo_tags
+                .iter()
+                .chain(image.repo_digests.iter())
+                .filter(|r| ours(r))
             {
-                Ok(_) => removed += 1,
-                Err(e) => {
-                    tracing::warn!(image = %image.id, error = %e, "cleanup: removing image failed")
+                if let Err(e) = self
+                    .docker
+                    .remove_image(reference, None::<RemoveImageOptions>, None)
+                    .await
+                {
+                    ok = false;
+                    tracing::warn!(image = %reference, error = %e, "cleanup: removing image failed");
                 }
+            }
+            if ok {
+                removed += 1;
             }
         }
         removed
+    }
+
+    /// Image ids of every container, including those set aside during an update.
+    async fn containers_including_aside(
+        &self,
+    ) -> anyhow::Result<std::collections::HashSet<String>> {
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                ..Default::default()
+            }))
+            .await?;
+        Ok(list.into_iter().filter_map(|c| c.image_id).collect())
     }
 }
 
