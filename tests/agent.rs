@@ -1108,3 +1108,45 @@ async fn owner_matching_binds_by_repository_and_cleanup_removes_the_old_image() 
         .status
         .success());
 }
+
+/// Crash recovery: a container left renamed aside by an interrupted update (and nothing under
+/// its name) is renamed back and started on the next pass; a fresh aside container (an update
+/// in progress) is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn interrupted_update_is_recovered() {
+    if !services_ready() {
+        return;
+    }
+    let _ = images_async().await;
+    let app = spawn_app_with(TestDb::sqlite().await, agent_args()).await;
+    let scene = Scene::new("crash");
+    let v100 = format!("{REPO}:1.0.0");
+    let stale = scene.run("web", &[], &v100);
+    let fresh = scene.run("api", &[], &v100);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let stale_aside = format!("{stale}-rollbridge-old-{}", now - 3600);
+    let fresh_aside = format!("{fresh}-rollbridge-old-{now}");
+    for (name, aside) in [(&stale, &stale_aside), (&fresh, &fresh_aside)] {
+        docker_ok(&["stop", "-t", "1", name]);
+        docker_ok(&["rename", name, aside]);
+    }
+    wait_for(
+        &app,
+        30,
+        "the stale aside container to be restored",
+        || async { running(&stale) },
+    )
+    .await;
+    assert!(
+        !docker(&["inspect", &stale_aside]).status.success(),
+        "renamed back"
+    );
+    assert!(
+        !running(&fresh_aside),
+        "an update in progress is not interfered with"
+    );
+    assert!(docker(&["inspect", &fresh_aside]).status.success());
+}

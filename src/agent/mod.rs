@@ -210,6 +210,16 @@ impl Agent {
     /// One reconcile pass over every managed application on the host. Errors are logged per
     /// application; one bad application never stops the others.
     pub async fn pass(&mut self) {
+        // Anything aside for longer than an update can take was left by a crash.
+        let stale_after = self.settings.health_timeout + Duration::from_secs(300);
+        match self.runtime.recover_aside(stale_after).await {
+            Ok(restored) => {
+                for name in restored {
+                    tracing::warn!(container = %name, "agent: restored a container left aside by an interrupted update");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "agent: checking for interrupted updates failed"),
+        }
         let units = match self.units().await {
             Ok(units) => units,
             Err(e) => {

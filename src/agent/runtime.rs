@@ -159,6 +159,52 @@ impl Runtime {
         Ok(out)
     }
 
+    /// Crash recovery: a container set aside by an update that never finished (the agent was
+    /// killed between rename and cleanup) is renamed back and started when nothing else took
+    /// its name, so a host is never left without the service. Returns the restored names.
+    pub async fn recover_aside(&self, older_than: Duration) -> anyhow::Result<Vec<String>> {
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                ..Default::default()
+            }))
+            .await?;
+        let names: std::collections::HashSet<String> = list
+            .iter()
+            .filter_map(|c| c.names.as_ref()?.first().cloned())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .collect();
+        let mut restored = Vec::new();
+        for c in &list {
+            let Some(name) = c.names.as_ref().and_then(|n| n.first()) else {
+                continue;
+            };
+            let name = name.trim_start_matches('/');
+            let Some((base, stamp)) = name.split_once(ASIDE_MARKER) else {
+                continue;
+            };
+            let stale = stamp
+                .parse::<u64>()
+                .is_ok_and(|t| unix_now().saturating_sub(t) > older_than.as_secs());
+            if base.is_empty() || !stale || names.contains(base) {
+                continue;
+            }
+            let Some(id) = c.id.as_deref() else { continue };
+            self.docker
+                .rename_container(
+                    id,
+                    RenameContainerOptions {
+                        name: base.to_string(),
+                    },
+                )
+                .await?;
+            self.restart_old(id, base, true).await;
+            restored.push(base.to_string());
+        }
+        Ok(restored)
+    }
+
     /// The configured image of a container (`Config.Image`), which the list call may report as
     /// an id once the tag moved.
     pub async fn configured_image(&self, id: &str) -> anyhow::Result<String> {
@@ -272,7 +318,9 @@ impl Runtime {
         };
         let old_was_running = old.state.as_ref().and_then(|s| s.running).unwrap_or(false);
         let plan = CreatePlan::from_inspect(&old, old_image_config.as_ref(), &image.tagged());
-        let aside_name = format!("{name}{ASIDE_MARKER}{}", &old_id[..old_id.len().min(12)]);
+        // The time in the name lets crash recovery tell a stale aside container from one an
+        // update in progress (possibly another agent's) still holds.
+        let aside_name = format!("{name}{ASIDE_MARKER}{}", unix_now());
 
         // Stop first: the replacement usually binds the same host ports.
         let stop_timeout = old
@@ -588,7 +636,14 @@ impl Runtime {
     }
 }
 
-/// Part of the name of a container set aside during an update.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Part of the name of a container set aside during an update (followed by unix seconds).
 pub const ASIDE_MARKER: &str = "-rollbridge-old-";
 
 impl ImageRef {
