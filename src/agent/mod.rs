@@ -53,14 +53,22 @@ pub async fn run(args: crate::config::AgentArgs) -> anyhow::Result<()> {
         agent.log_metrics();
         return Ok(());
     }
-    let shutdown = crate::startup::shutdown_signal();
-    tokio::pin!(shutdown);
+    // Listening from the start (a spawned task), but a pass in progress is finished before
+    // exiting: stopping in the middle of a recreate would leave a container aside.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::startup::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
     loop {
         agent.pass().await;
         agent.log_metrics();
+        if *stop_rx.borrow() {
+            return Ok(());
+        }
         tokio::select! {
             _ = tokio::time::sleep(jittered(agent.settings.interval)) => {}
-            _ = &mut shutdown => return Ok(()),
+            _ = stop_rx.changed() => return Ok(()),
         }
     }
 }
@@ -508,15 +516,27 @@ impl Agent {
                 continue;
             }
             let old_version = self.version_of(c);
-            match self.runtime.recreate(&c.id, &image, &health).await {
+            let outcome = match self.runtime.recreate(&c.id, &image).await {
                 Ok(r) => {
-                    self.metrics.recreates.with_label_values(&["ok"]).inc();
-                    tracing::info!(container = %r.name, image = %image.tagged(), "agent: container replaced and healthy");
-                    replaced.push((r, old_version));
                     if !sent_installed {
                         self.send_event(unit, current, (800, 1), "", "").await;
                         sent_installed = true;
                     }
+                    match self.runtime.wait_healthy(&r, &health).await {
+                        Ok(()) => Ok(r),
+                        Err(e) => {
+                            self.runtime.undo(&r).await;
+                            Err(e)
+                        }
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(r) => {
+                    self.metrics.recreates.with_label_values(&["ok"]).inc();
+                    tracing::info!(container = %r.name, image = %image.tagged(), "agent: container replaced and healthy");
+                    replaced.push((r, old_version));
                 }
                 Err(e) => {
                     self.metrics.recreates.with_label_values(&["error"]).inc();

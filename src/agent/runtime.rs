@@ -287,14 +287,11 @@ impl Runtime {
             .ok_or_else(|| step(ErrorCode::Pull, "pulled image has no id"))
     }
 
-    /// Replaces container `id` by one created from `image` with the same configuration, and
-    /// waits for it to be healthy. On failure everything is put back as it was.
-    pub async fn recreate(
-        &self,
-        id: &str,
-        image: &ImageRef,
-        health: &HealthSettings,
-    ) -> Result<Replaced, StepError> {
+    /// Replaces container `id` by one created from `image` with the same configuration and
+    /// starts it (when the old one was running). On failure everything is put back as it was;
+    /// on success the caller waits for health ([`Runtime::wait_healthy`]) and then either
+    /// [`Runtime::finish`]es or [`Runtime::undo`]es.
+    pub async fn recreate(&self, id: &str, image: &ImageRef) -> Result<Replaced, StepError> {
         let old = self
             .docker
             .inspect_container(
@@ -361,7 +358,7 @@ impl Runtime {
             new_id: String::new(),
             aside_name,
         };
-        match self.create_and_start(&name, &plan, health).await {
+        match self.create_and_start(&name, &plan).await {
             Ok(new_id) => Ok(Replaced { new_id, ..replaced }),
             Err((new_id, err)) => {
                 self.undo(&Replaced {
@@ -378,7 +375,6 @@ impl Runtime {
         &self,
         name: &str,
         plan: &CreatePlan,
-        health: &HealthSettings,
     ) -> Result<String, (Option<String>, StepError)> {
         let created = self
             .docker
@@ -427,20 +423,21 @@ impl Runtime {
                     step(ErrorCode::Start, format!("start {name}: {e}")),
                 )
             })?;
-        self.wait_healthy(&new_id, name, health)
-            .await
-            .map_err(|e| (Some(new_id.clone()), e))?;
         Ok(new_id)
     }
 
     /// Healthy = Docker healthcheck `healthy`; without a healthcheck, still running (and not
-    /// restarted) after the grace period.
-    async fn wait_healthy(
+    /// restarted) after the grace period. A replacement that was not started (the old container
+    /// was stopped) has nothing to wait for.
+    pub async fn wait_healthy(
         &self,
-        id: &str,
-        name: &str,
+        r: &Replaced,
         health: &HealthSettings,
     ) -> Result<(), StepError> {
+        if !r.old_was_running {
+            return Ok(());
+        }
+        let (id, name) = (r.new_id.as_str(), r.name.as_str());
         let started = Instant::now();
         let mut first_restart_count = None;
         loop {
