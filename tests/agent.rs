@@ -1153,3 +1153,93 @@ async fn interrupted_update_is_recovered() {
     );
     assert!(docker(&["inspect", &fresh_aside]).status.success());
 }
+
+/// Hostile or broken grants: a digest the registry does not have (pull error inside the
+/// stream) and a package name that is no image tag. Each is reported as 3/0 with its error
+/// code, and the container is never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_grants_fail_cleanly_without_touching_the_container() {
+    if !services_ready() {
+        return;
+    }
+    let images = images_async().await;
+    let app = spawn_app_with(TestDb::sqlite().await, agent_args()).await;
+    let rollout = setup(
+        &app,
+        &images.v100,
+        json!({"policy_auto_pause_on_failure": false}),
+    )
+    .await;
+    let scene = Scene::new("badgrant");
+    let app_label = format!("rollbridge.app={}", rollout.app_id);
+    let web = scene.run("web", &["--label", &app_label], &format!("{REPO}:1.0.0"));
+    let before = inspect(&web)["Id"].clone();
+
+    let missing = TestImage {
+        repo: REPO.to_string(),
+        version: "1.5.0",
+        digest: format!("sha256:{}", "0".repeat(64)),
+    };
+    publish_release(&app, &rollout, &missing).await;
+    let last_error = |codes: Vec<(i64, i64, String, String)>| {
+        codes
+            .into_iter()
+            .rev()
+            .find(|e| (e.0, e.1) == (3, 0))
+            .map(|e| e.3)
+    };
+    wait_for(&app, 60, "the pull failure to be reported", || async {
+        match agent_instance(&app, &rollout).await {
+            Some((machine, _, _)) => {
+                last_error(events(&app, &rollout, &machine).await).as_deref() == Some("2002")
+            }
+            None => false,
+        }
+    })
+    .await;
+    assert_eq!(
+        inspect(&web)["Id"],
+        before,
+        "pull failure: container untouched"
+    );
+    assert!(running(&web));
+
+    // A package whose name is no tag (the server accepts any file name).
+    let package = app
+        .post_json(
+            &format!("/api/apps/{}/packages", rollout.app_id),
+            json!({"type": 2, "version": "1.6.0", "url": REPO, "filename": "1.6.0;rm -rf"}),
+        )
+        .await;
+    assert!(package.status().is_success());
+    let package_id = package.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let r = app
+        .put_json(
+            &format!(
+                "/api/apps/{}/channels/{}",
+                rollout.app_id, rollout.channel_id
+            ),
+            json!({"name": "main", "color": "#000", "package_id": package_id}),
+        )
+        .await;
+    assert!(r.status().is_success());
+    wait_for(&app, 60, "the bad package to be reported", || async {
+        match agent_instance(&app, &rollout).await {
+            Some((machine, _, _)) => {
+                last_error(events(&app, &rollout, &machine).await).as_deref() == Some("2001")
+            }
+            None => false,
+        }
+    })
+    .await;
+    assert_eq!(
+        inspect(&web)["Id"],
+        before,
+        "bad package: container untouched"
+    );
+    assert_eq!(image_ref_of(&web), format!("{REPO}:1.0.0"));
+    assert!(running(&web));
+}
