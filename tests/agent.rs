@@ -1243,3 +1243,76 @@ async fn bad_grants_fail_cleanly_without_touching_the_container() {
     assert_eq!(image_ref_of(&web), format!("{REPO}:1.0.0"));
     assert!(running(&web));
 }
+
+/// A hostile or broken server: oversized, malformed and DOCTYPE answers to the agent's Omaha
+/// requests are errors (nothing is acted on), as are non-2xx answers and a rejected token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_client_rejects_hostile_server_answers() {
+    use rollbridge::agent::server::Server;
+    use rollbridge::omaha::protocol::{AppRequest, Request};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let huge = format!(
+        "<response protocol=\"3.0\">{}</response>",
+        "<!-- x -->".repeat(10_000)
+    );
+    let answers: Vec<(u16, String)> = vec![
+        (200, huge),
+        (200, "<response protocol=\"3.0\"><app".into()),
+        (
+            200,
+            r#"<!DOCTYPE r [<!ENTITY a "aaaa">]><response protocol="3.0"/>"#.into(),
+        ),
+        (500, "<response protocol=\"3.0\"/>".into()),
+        (401, "{\"error\":\"authentication required\"}".into()),
+    ];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let served = answers.clone();
+    tokio::spawn(async move {
+        for (status, body) in served {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            // Read the request head and body (enough for these small requests).
+            let mut buf = vec![0u8; 65536];
+            let _ = socket.read(&mut buf).await;
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(body.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    let server = Server::remote(&format!("http://{addr}"), "token").expect("server");
+    let request = Request {
+        protocol: "3.0".into(),
+        apps: vec![AppRequest {
+            appid: uuid::Uuid::new_v4().to_string(),
+            version: "1.0.0".into(),
+            track: "stable".into(),
+            machine_id: "m".into(),
+            ping: true,
+            update_check: true,
+            ..AppRequest::default()
+        }],
+        ..Request::default()
+    };
+    for (status, _) in answers.iter().take(4) {
+        let result = server.omaha(&request).await;
+        assert!(
+            result.is_err(),
+            "answer with status {status} must be refused: {result:?}"
+        );
+    }
+    assert!(
+        server.verify_token().await.is_err(),
+        "a 401 is a refused token"
+    );
+    assert!(Server::remote("ftp://x", "t").is_err());
+    assert!(Server::remote("http://x", " ").is_err());
+}
