@@ -1316,3 +1316,46 @@ async fn agent_client_rejects_hostile_server_answers() {
     assert!(Server::remote("ftp://x", "t").is_err());
     assert!(Server::remote("http://x", " ").is_err());
 }
+
+/// A `--rm` container disappears when stopped: after a failed update it is rebuilt from its
+/// saved configuration on the old image, under its name and running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auto_remove_container_is_rebuilt_on_rollback() {
+    if !services_ready() {
+        return;
+    }
+    let images = images_async().await;
+    let app = spawn_app_with(TestDb::sqlite().await, agent_args()).await;
+    let rollout = setup(&app, &images.v110, json!({})).await;
+    let scene = Scene::new("rm");
+    let app_label = format!("rollbridge.app={}", rollout.app_id);
+    let v110 = format!("{REPO}:1.1.0");
+    let web = scene.run(
+        "web",
+        &[
+            "--rm", "--label", &app_label, "--label", "team=red", "-e", "MODE=rm",
+        ],
+        &v110,
+    );
+    wait_for(&app, 30, "the agent to register", || async {
+        agent_instance(&app, &rollout).await.is_some()
+    })
+    .await;
+    publish_release(&app, &rollout, &images.v120).await;
+    wait_for(&app, 90, "the failure to be reported", || async {
+        matches!(
+            agent_instance(&app, &rollout).await,
+            Some((_, Some(ERROR), _))
+        )
+    })
+    .await;
+    let after = inspect(&web);
+    assert_eq!(after["Config"]["Image"], v110, "rebuilt on the old image");
+    assert_eq!(after["State"]["Running"], true);
+    assert_eq!(after["HostConfig"]["AutoRemove"], true);
+    assert_eq!(after["Config"]["Labels"]["team"], "red");
+    let env = after["Config"]["Env"].to_string();
+    assert!(env.contains("MODE=rm"), "{env}");
+    let all = docker_ok(&["ps", "-aq", "--filter", &format!("name={}", scene.suffix)]);
+    assert_eq!(all.lines().count(), 1, "only the rebuilt container is left");
+}

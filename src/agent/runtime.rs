@@ -93,6 +93,8 @@ pub struct Replaced {
     pub old_was_running: bool,
     pub new_id: String,
     pub aside_name: String,
+    /// For `--rm` containers (gone once stopped): how to rebuild the old one on rollback.
+    pub rebuild_old: Option<CreatePlan>,
 }
 
 impl Runtime {
@@ -325,30 +327,62 @@ impl Runtime {
             .as_ref()
             .and_then(|c| c.stop_timeout)
             .unwrap_or(10);
-        if old_was_running {
+        let stop = StopContainerOptions {
+            t: Some(stop_timeout.clamp(0, i64::from(i32::MAX)) as i32),
+            signal: None,
+        };
+        let aside = RenameContainerOptions {
+            name: aside_name.clone(),
+        };
+        // A `--rm` container is deleted by Docker once stopped: rename it while it runs, and keep
+        // its configuration (with the old image) to rebuild it if the update fails.
+        let auto_remove = old
+            .host_config
+            .as_ref()
+            .and_then(|h| h.auto_remove)
+            .unwrap_or(false);
+        let rebuild_old = if auto_remove {
+            // Rebuild from the old reference while it still names the old image (a moved tag,
+            // e.g. `latest`, would give the new one): else from the image id.
+            let old_ref = old
+                .config
+                .as_ref()
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default();
+            let same = match self.docker.inspect_image(&old_ref).await {
+                Ok(i) => i.id.as_deref() == Some(old_image_id.as_str()),
+                Err(_) => false,
+            };
+            let reference = if same { old_ref } else { old_image_id.clone() };
+            Some(CreatePlan::from_inspect(&old, None, &reference))
+        } else {
+            None
+        };
+        if auto_remove {
             self.docker
-                .stop_container(
-                    &old_id,
-                    Some(StopContainerOptions {
-                        t: Some(stop_timeout as i32),
-                        signal: None,
-                    }),
-                )
+                .rename_container(&old_id, aside)
                 .await
-                .map_err(|e| step(ErrorCode::Create, format!("stop {name}: {e}")))?;
-        }
-        if let Err(e) = self
-            .docker
-            .rename_container(
-                &old_id,
-                RenameContainerOptions {
-                    name: aside_name.clone(),
-                },
-            )
-            .await
-        {
-            self.restart_old(&old_id, &name, old_was_running).await;
-            return Err(step(ErrorCode::Create, format!("rename {name}: {e}")));
+                .map_err(|e| step(ErrorCode::Create, format!("rename {name}: {e}")))?;
+            if old_was_running {
+                if let Err(e) = self.docker.stop_container(&old_id, Some(stop)).await {
+                    let _ = self
+                        .docker
+                        .rename_container(&old_id, RenameContainerOptions { name: name.clone() })
+                        .await;
+                    return Err(step(ErrorCode::Create, format!("stop {name}: {e}")));
+                }
+            }
+        } else {
+            if old_was_running {
+                self.docker
+                    .stop_container(&old_id, Some(stop))
+                    .await
+                    .map_err(|e| step(ErrorCode::Create, format!("stop {name}: {e}")))?;
+            }
+            if let Err(e) = self.docker.rename_container(&old_id, aside).await {
+                self.restart_old(&old_id, &name, old_was_running).await;
+                return Err(step(ErrorCode::Create, format!("rename {name}: {e}")));
+            }
         }
         let replaced = Replaced {
             name: name.clone(),
@@ -357,6 +391,7 @@ impl Runtime {
             old_was_running,
             new_id: String::new(),
             aside_name,
+            rebuild_old,
         };
         match self.create_and_start(&name, &plan).await {
             Ok(new_id) => Ok(Replaced { new_id, ..replaced }),
@@ -514,8 +549,17 @@ impl Runtime {
                 )
                 .await
             {
-                tracing::error!(container = %r.name, error = %e, "rollback: removing the replacement failed");
+                // Also the normal case for a `--rm` replacement, which Docker removes itself.
+                tracing::debug!(container = %r.name, error = %e, "rollback: removing the replacement");
             }
+            self.wait_gone(&r.new_id).await;
+        }
+        if let Some(plan) = &r.rebuild_old {
+            // The old `--rm` container is gone: rebuild it from its saved configuration.
+            if let Err((_, e)) = self.create_and_start(&r.name, plan).await {
+                tracing::error!(container = %r.name, error = %e, "rollback: rebuilding the old container failed");
+            }
+            return;
         }
         if let Err(e) = self
             .docker
@@ -533,6 +577,27 @@ impl Runtime {
             .await;
     }
 
+    /// Waits (bounded) until a removed container is really gone, so its name is free again.
+    async fn wait_gone(&self, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            match self
+                .docker
+                .inspect_container(
+                    id,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+            {
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return,
+                Err(_) | Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        tracing::warn!(container = %id, "rollback: the replacement is still being removed");
+    }
+
     async fn restart_old(&self, id: &str, name: &str, was_running: bool) {
         if !was_running {
             return;
@@ -548,6 +613,10 @@ impl Runtime {
 
     /// Removes the old container after a successful update (its named volumes stay).
     pub async fn finish(&self, r: &Replaced) {
+        if r.rebuild_old.is_some() {
+            // `--rm`: Docker removed it when it stopped.
+            return;
+        }
         if let Err(e) = self
             .docker
             .remove_container(
