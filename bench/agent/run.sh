@@ -59,14 +59,16 @@ build() {
         -c 'HEALTHCHECK --interval=1s --timeout=2s --retries=3 CMD wget -q -O /dev/null http://127.0.0.1:8080/ || exit 1' \
         - "$repo:$version" >/dev/null
     docker push -q "$repo:$version" >/dev/null
-    images+=("$repo:$version")
     docker image inspect "$repo:$version" --format '{{range .RepoDigests}}{{println .}}{{end}}' \
         | sed -n "s|^$repo@||p" | head -n1
 }
 
 echo "bench/agent: building $ROUNDS+1 images in $repo" >&2
 declare -A digest
-for i in $(seq 0 "$ROUNDS"); do digest["1.$i.0"]=$(build "1.$i.0"); done
+for i in $(seq 0 "$ROUNDS"); do
+    images+=("$repo:1.$i.0")   # here, not in build: that runs in a subshell
+    digest["1.$i.0"]=$(build "1.$i.0")
+done
 
 "$BIN" serve --listen "127.0.0.1:$port" --database-url "sqlite://$work/bench.db" \
     --admin-password benchpass --local-agent --agent-interval 1h --agent-health-grace 2s \
