@@ -424,7 +424,20 @@ impl Agent {
             .next()
             .context("Omaha response without an <app>")?;
         if app.status != "ok" {
-            tracing::warn!(app = %unit.app_id, track = %unit.track, status = %app.status, "agent: update check refused");
+            use crate::omaha::status;
+            // Rollout-policy answers (paused, rate limited) are normal states, not problems.
+            let policy = [
+                status::UPDATES_DISABLED,
+                status::MAX_UPDATES_PER_PERIOD,
+                status::MAX_CONCURRENT_UPDATES,
+                status::MAX_TIMED_OUT_UPDATES,
+                status::UPDATE_IN_PROGRESS,
+            ];
+            if policy.contains(&app.status.as_str()) {
+                tracing::debug!(app = %unit.app_id, track = %unit.track, status = %app.status, "agent: no update now (rollout policy)");
+            } else {
+                tracing::warn!(app = %unit.app_id, track = %unit.track, status = %app.status, "agent: update check refused");
+            }
             return Ok(());
         }
         let Some(check) = app.update_check else {
