@@ -173,6 +173,8 @@ pub struct Agent {
     versions: state::Versions,
     /// app id → (package reference, when it failed).
     failed: HashMap<String, (String, Instant)>,
+    /// The container this agent runs in: never recreated (stopping it would stop the update).
+    own_container: Option<String>,
 }
 
 impl Agent {
@@ -194,6 +196,7 @@ impl Agent {
             metrics,
             versions,
             failed: HashMap::new(),
+            own_container: state::own_container_id(),
             settings,
         })
     }
@@ -260,6 +263,10 @@ impl Agent {
             else {
                 continue;
             };
+            if self.own_container.as_deref() == Some(c.id.as_str()) {
+                tracing::warn!(container = %c.name, "agent: not updating the container the agent runs in");
+                continue;
+            }
             if !apps.contains_key(&binding.app) {
                 let resolved = match &binding.app {
                     AppSelector::Label(label) => self.server.app_by_label(label).await,

@@ -109,8 +109,40 @@ impl Versions {
     }
 }
 
+/// The id of the container this process runs in, if any: Docker bind-mounts the container's
+/// `hostname`/`hosts` files from `/var/lib/docker/containers/<id>/`, visible in mountinfo.
+pub fn own_container_id() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    container_id_from_mountinfo(&text)
+}
+
+fn container_id_from_mountinfo(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (_, rest) = line.split_once("/containers/")?;
+        let id: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+        (id.len() == 64 && rest[64..].starts_with('/')).then_some(id)
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn own_container_id_from_mountinfo() {
+        let id = "a".repeat(64);
+        let text = format!(
+            "1 2 0:1 / / rw - overlay overlay rw\n3 1 8:1 /var/lib/docker/containers/{id}/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n"
+        );
+        assert_eq!(super::container_id_from_mountinfo(&text), Some(id));
+        assert_eq!(
+            super::container_id_from_mountinfo("1 2 0:1 / / rw - overlay overlay rw\n"),
+            None
+        );
+        assert_eq!(
+            super::container_id_from_mountinfo("x /containers/abc/hostname y"),
+            None
+        );
+    }
+
     use super::*;
 
     #[test]
