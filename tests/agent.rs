@@ -1359,3 +1359,29 @@ async fn auto_remove_container_is_rebuilt_on_rollback() {
     let all = docker_ok(&["ps", "-aq", "--filter", &format!("name={}", scene.suffix)]);
     assert_eq!(all.lines().count(), 1, "only the rebuilt container is left");
 }
+
+/// Without `--local-agent` / `--no-local-agent`, `serve` runs the embedded agent because the
+/// Docker socket answers: a labelled container's host shows up as an instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_agent_is_on_by_default_when_docker_answers() {
+    if !services_ready() {
+        return;
+    }
+    let images = images_async().await;
+    let options = AppOptions {
+        extra_args: ["--agent-interval", "1h", "--agent-health-grace", "1s"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ..Default::default()
+    };
+    let app = spawn_app_default_agent(TestDb::sqlite().await, options).await;
+    let rollout = setup(&app, &images.v100, json!({})).await;
+    let scene = Scene::new("auto");
+    let app_label = format!("rollbridge.app={}", rollout.app_id);
+    scene.run("web", &["--label", &app_label], &format!("{REPO}:1.0.0"));
+    wait_for(&app, 30, "the default-on agent to register", || async {
+        matches!(agent_instance(&app, &rollout).await, Some((_, _, v)) if v == "1.0.0")
+    })
+    .await;
+}

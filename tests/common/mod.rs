@@ -372,3 +372,28 @@ pub fn first_app(xml: &str) -> (String, Option<String>, Option<String>) {
         .map(|m| m.version.clone());
     (app.status, uc, version)
 }
+
+/// Like `spawn_app_with`, but without the `--no-local-agent` the harness adds: the embedded
+/// Docker agent then follows its default (on when the Docker socket answers).
+pub async fn spawn_app_default_agent(db: TestDb, options: AppOptions) -> TestApp {
+    let mut args = serve_args(&db.url, &options);
+    args.local_agent.no_local_agent = false;
+    let app = rollbridge::startup::App::build(&args, options.clock.clone())
+        .await
+        .expect("build app");
+    let addr = app.addr;
+    let state = app.state.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        state,
+        clock: options.clock,
+        shutdown: Some(tx),
+        db,
+    }
+}
