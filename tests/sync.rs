@@ -309,7 +309,7 @@ async fn sync_failures(app: &TestApp, needle: &str) -> Vec<Value> {
     activity(app)
         .await
         .into_iter()
-        .filter(|a| a["class"] == 20 && a["description"].as_str().unwrap_or("").contains(needle))
+        .filter(|a| a["class"] == 10 && a["description"].as_str().unwrap_or("").contains(needle))
         .collect()
 }
 

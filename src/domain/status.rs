@@ -136,7 +136,11 @@ pub enum ActivityClass {
     /// A source failed (poller cannot reach Artifactory, callback failed, ...).
     SourceError = 9,
     /// The upstream syncer could not check or apply a channel (the channel was left untouched).
-    UpstreamSyncFailed = 20,
+    UpstreamSyncFailed = 10,
+    /// A Docker agent replaced a container (per-container outcome of an update).
+    ContainerUpdated = 11,
+    /// A Docker agent put the previous container back after a failed update.
+    ContainerRolledBack = 12,
 }
 
 impl ActivityClass {
@@ -155,7 +159,9 @@ impl ActivityClass {
             7 => Self::ReleaseRegistered,
             8 => Self::ReleaseRejected,
             9 => Self::SourceError,
-            20 => Self::UpstreamSyncFailed,
+            10 => Self::UpstreamSyncFailed,
+            11 => Self::ContainerUpdated,
+            12 => Self::ContainerRolledBack,
             _ => return None,
         })
     }
@@ -172,6 +178,8 @@ impl ActivityClass {
             Self::ReleaseRejected => "ReleaseRejected",
             Self::SourceError => "SourceError",
             Self::UpstreamSyncFailed => "UpstreamSyncFailed",
+            Self::ContainerUpdated => "ContainerUpdated",
+            Self::ContainerRolledBack => "ContainerRolledBack",
         }
     }
 }

@@ -294,12 +294,15 @@ async fn update_channel(
     let channel_id = id("channel_id", &channel)?;
     let current = state.store.channel(&app_id, &channel_id).await?;
     let fields = input.validate(Some(&current))?;
-    ok_json(
-        &state
-            .store
-            .update_channel(&app_id, &channel_id, &fields, state.now())
-            .await?,
-    )
+    let updated = state
+        .store
+        .update_channel(&app_id, &channel_id, &fields, state.now())
+        .await?;
+    // A manual promotion is a promotion too: the embedded Docker agent checks at once.
+    if updated.package_id != current.package_id {
+        state.promotions.notify_waiters();
+    }
+    ok_json(&updated)
 }
 
 async fn delete_channel(

@@ -2,7 +2,7 @@
 //! cardinality stays bounded whatever clients request).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -13,6 +13,57 @@ pub struct Metrics {
     notifications: IntCounterVec,
     sync_checks: IntCounterVec,
     payload_downloads: IntCounterVec,
+    agent: AgentMetrics,
+}
+
+/// Counters of the Docker agent (the embedded agent's are exported on `/metrics`; the remote
+/// agent logs its own after each pass).
+#[derive(Clone)]
+pub struct AgentMetrics {
+    /// Image pulls by result (`ok`, `error`).
+    pub pulls: IntCounterVec,
+    /// Container recreates by result (`ok`, `error`).
+    pub recreates: IntCounterVec,
+    /// Containers put back after a failed update.
+    pub rollbacks: IntCounter,
+}
+
+impl Default for AgentMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AgentMetrics {
+    pub fn new() -> Self {
+        // Static, valid definitions: construction cannot fail at run time.
+        Self {
+            pulls: IntCounterVec::new(
+                Opts::new("agent_pulls_total", "Docker agent image pulls by result"),
+                &["result"],
+            )
+            .expect("static counter definition"),
+            recreates: IntCounterVec::new(
+                Opts::new(
+                    "agent_recreates_total",
+                    "Docker agent container recreates by result",
+                ),
+                &["result"],
+            )
+            .expect("static counter definition"),
+            rollbacks: IntCounter::new(
+                "agent_rollbacks_total",
+                "Containers the Docker agent restored after a failed update",
+            )
+            .expect("static counter definition"),
+        }
+    }
+
+    fn register(&self, registry: &Registry) {
+        let _ = registry.register(Box::new(self.pulls.clone()));
+        let _ = registry.register(Box::new(self.recreates.clone()));
+        let _ = registry.register(Box::new(self.rollbacks.clone()));
+    }
 }
 
 impl Default for Metrics {
@@ -83,6 +134,8 @@ impl Metrics {
         let _ = registry.register(Box::new(notifications.clone()));
         let _ = registry.register(Box::new(sync_checks.clone()));
         let _ = registry.register(Box::new(payload_downloads.clone()));
+        let agent = AgentMetrics::new();
+        agent.register(&registry);
         Self {
             registry,
             requests,
@@ -91,7 +144,13 @@ impl Metrics {
             notifications,
             sync_checks,
             payload_downloads,
+            agent,
         }
+    }
+
+    /// The Docker agent's counters (registered in this registry).
+    pub fn agent(&self) -> &AgentMetrics {
+        &self.agent
     }
 
     /// The registry, for subsystems that keep their own metrics (poller, agent, syncer).
@@ -174,6 +233,7 @@ pub fn route_label(path: &str) -> &'static str {
             "/api/apps/:app/channels/:channel/floors/:package"
         }
         ["api", "activity"] => "/api/activity",
+        ["api", "agent", "activity"] => "/api/agent/activity",
         ["api", "password"] => "/api/password",
         _ => "other",
     }

@@ -2,6 +2,7 @@
 //! bodies, request ids, metrics) and the handlers in `api` (CoreRoller-compatible REST),
 //! `omaha` (update protocol) and `ops` (health, metrics). Only this module names warp.
 
+pub mod agent;
 pub mod api;
 pub mod bindings;
 pub mod dashboard;
@@ -215,6 +216,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         .or(payloads::routes(state.clone()))
         .unify()
         .or(dashboard::routes(state.clone()))
+        .unify()
+        .or(agent::routes(state.clone()))
         .unify()
         .or(api::routes(state))
         .unify()

@@ -3,6 +3,7 @@
 //! written once against the shared query interface, so both backends behave identically and one
 //! conformance suite covers them. Only this module contains SQL.
 
+pub mod agent;
 pub mod apps;
 pub mod db;
 pub mod floors;

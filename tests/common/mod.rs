@@ -172,6 +172,11 @@ pub fn serve_args(db_url: &str, options: &AppOptions) -> ServeArgs {
     if options.deny_as_noupdate {
         argv.push("--omaha-deny-as-noupdate".into());
     }
+    // The embedded Docker agent is on by default when a socket answers; only tests that ask
+    // for it (`--local-agent`) get one.
+    if !options.extra_args.iter().any(|a| a == "--local-agent") {
+        argv.push("--no-local-agent".into());
+    }
     argv.extend(options.extra_args.iter().cloned());
     let cli = Cli::try_parse_from(argv).expect("serve arguments parse");
     match cli.command {
@@ -370,7 +375,6 @@ pub fn first_app(xml: &str) -> (String, Option<String>, Option<String>) {
 
 /// Like `spawn_app_with`, but listening on a free port chosen before the server starts, so
 /// options that must name the server's own URL (`--public-url`) can be built from `base`.
-/// Returns the app; `base_for_port` gives the URL to put in those options.
 pub async fn spawn_app_on_port(
     db: TestDb,
     mut options: AppOptions,
@@ -381,7 +385,19 @@ pub async fn spawn_app_on_port(
     options.extra_args.extend(more_args(&base));
     let mut args = serve_args(&db.url, &options);
     args.listen = SocketAddr::from(([127, 0, 0, 1], port));
-    let app = rollbridge::startup::App::build(&args, options.clock.clone())
+    start_with_args(db, args, options.clock).await
+}
+
+/// Like `spawn_app_with`, but without the `--no-local-agent` the harness adds: the embedded
+/// Docker agent then follows its default (on when the Docker socket answers).
+pub async fn spawn_app_default_agent(db: TestDb, options: AppOptions) -> TestApp {
+    let mut args = serve_args(&db.url, &options);
+    args.local_agent.no_local_agent = false;
+    start_with_args(db, args, options.clock).await
+}
+
+async fn start_with_args(db: TestDb, args: ServeArgs, clock: Clock) -> TestApp {
+    let app = rollbridge::startup::App::build(&args, clock.clone())
         .await
         .expect("build app");
     let addr = app.addr;
@@ -392,10 +408,10 @@ pub async fn spawn_app_on_port(
     }));
     TestApp {
         addr,
-        base,
+        base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         state,
-        clock: options.clock,
+        clock,
         shutdown: Some(tx),
         db,
     }
