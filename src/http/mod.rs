@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod omaha;
 pub mod ops;
 pub mod payloads;
+pub mod v1;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Woken after a release was promoted to a channel (the embedded agent checks at once).
     pub promotions: Arc<tokio::sync::Notify>,
+    /// The Artifactory poller's shared state (`/v1.0/force`, `/v1.0/info`, `/v1.0/metrics`).
+    pub artifactory: Arc<crate::sources::artifactory::ArtHandle>,
 }
 
 impl AppState {
@@ -54,6 +57,7 @@ impl AppState {
             credentials: Arc::new(CredentialCache::default()),
             metrics: Arc::new(metrics::Metrics::new()),
             promotions: Arc::new(tokio::sync::Notify::new()),
+            artifactory: Arc::default(),
         }
     }
 
@@ -197,6 +201,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
     let metrics = state.metrics.clone();
     let inner = omaha::routes(state.clone())
         .or(ops::routes(state.clone()))
+        .unify()
+        .or(v1::routes(state.clone()))
         .unify()
         .or(hooks::routes(state.clone()))
         .unify()

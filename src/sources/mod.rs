@@ -2,6 +2,7 @@
 //! [`Release`](crate::domain::Release); [`ingest::ingest`] validates it, creates the package
 //! idempotently and applies the promotion rule of the matching binding.
 
+pub mod artifactory;
 pub mod callback;
 pub mod digest;
 pub mod dockerhub;
@@ -13,8 +14,10 @@ use crate::startup::Background;
 
 /// Starts the sources' background tasks (Artifactory poller, notification sender).
 pub fn start(
-    _ctx: &Background,
-    _args: &crate::config::ServeArgs,
+    ctx: &Background,
+    args: &crate::config::ServeArgs,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    Vec::new()
+    let mut tasks = Vec::new();
+    tasks.extend(artifactory::start(ctx, &args.artifactory));
+    tasks
 }
