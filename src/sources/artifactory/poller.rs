@@ -157,7 +157,7 @@ impl Poller {
             deploy_repo,
             payload_repo,
             polling: Duration::from_secs(args.art_polling),
-            backoff_max: Duration::from_secs(args.art_backoff_max.max(args.art_polling)),
+            backoff_max: Duration::from_secs(args.art_backoff_max),
         }))
     }
 
@@ -323,7 +323,7 @@ impl Poller {
                     .consecutive_failures
                     .load(Ordering::Relaxed);
                 backoff(
-                    self.polling,
+                    self.polling.min(FIRST_RETRY),
                     self.backoff_max,
                     failures,
                     e.retry_after,
@@ -700,17 +700,21 @@ impl Poller {
     }
 }
 
-/// The delay after `failures` consecutive failed rounds: the polling interval doubled per
-/// failure, capped at `max`, ±20 % jitter (`unit` in [0, 1)), never below `Retry-After`.
+/// The first retry after a failed round comes after this long (or the polling interval, when
+/// that is shorter); each further consecutive failure doubles it up to `--art-backoff-max`.
+const FIRST_RETRY: Duration = Duration::from_secs(10);
+
+/// The delay after `failures` consecutive failed rounds: `first` doubled per further failure,
+/// capped at `max`, ±20 % jitter (`unit` in [0, 1)), never below `Retry-After`.
 pub fn backoff(
-    polling: Duration,
+    first: Duration,
     max: Duration,
     failures: u64,
     retry_after: Option<Duration>,
     unit: f64,
 ) -> Duration {
     let exp = failures.saturating_sub(1).min(20) as u32;
-    let base = polling.saturating_mul(2u32.saturating_pow(exp)).min(max);
+    let base = first.saturating_mul(2u32.saturating_pow(exp)).min(max);
     let jitter = 0.8 + 0.4 * unit.clamp(0.0, 1.0);
     let jittered = base.mul_f64(jitter).min(max);
     jittered.max(retry_after.unwrap_or(Duration::ZERO))
