@@ -76,12 +76,9 @@ impl DeployClient {
         })
     }
 
-    /// Submits `payload` and follows its status; `stop` ends the wait early (shutdown).
-    pub async fn submit(
-        &self,
-        payload: &Payload,
-        mut keep_going: impl FnMut() -> bool,
-    ) -> DeployOutcome {
+    /// Submits `payload` and follows its status (bounded: at most [`MAX_STATUS_POLLS`] polls;
+    /// a shutdown aborts the whole round task).
+    pub async fn submit(&self, payload: &Payload) -> DeployOutcome {
         let body = DeployRequest {
             service_name: &payload.vars.name,
             version: &payload.vars.version,
@@ -131,12 +128,6 @@ impl DeployClient {
         let mut last = String::from("still Started");
         for _ in 0..MAX_STATUS_POLLS {
             tokio::time::sleep(self.interval).await;
-            if !keep_going() {
-                return failed(
-                    Some(deploy_id),
-                    "shutdown before coreos-deploy finished".into(),
-                );
-            }
             let status = self
                 .http
                 .get(format!("{}/v1.0/status/{}", self.url, deploy_id))

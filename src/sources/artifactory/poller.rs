@@ -184,8 +184,18 @@ impl Poller {
             let delay = match self.ensure_leader(&mut leader).await {
                 true => {
                     let poller = self.clone();
-                    let round = tokio::spawn(async move { poller.round().await });
-                    match round.await {
+                    let mut round = tokio::spawn(async move { poller.round().await });
+                    let finished = tokio::select! {
+                        r = &mut round => Some(r),
+                        _ = shutdown_requested(&mut bg.shutdown) => None,
+                    };
+                    let Some(finished) = finished else {
+                        // Stop mid-round: an in-progress marker left behind is resumed at the
+                        // next start (ingest is idempotent).
+                        round.abort();
+                        break;
+                    };
+                    match finished {
                         Ok(delay) => delay,
                         Err(e) => {
                             // A bug, not an input: log it, count it, keep polling.
@@ -657,7 +667,7 @@ impl Poller {
         app_id: Option<&str>,
         version: &Version,
     ) {
-        let outcome = deploy.submit(payload, || true).await;
+        let outcome = deploy.submit(payload).await;
         self.handle.metrics.deploys.fetch_add(1, Ordering::Relaxed);
         let (class, severity) = if outcome.success {
             (ActivityClass::ReleaseRegistered, Severity::Info)
@@ -696,6 +706,15 @@ impl Poller {
             {
                 tracing::warn!(error = %e, "recording the coreos-deploy outcome failed");
             }
+        }
+    }
+}
+
+/// Resolves once shutdown was requested (never, if the signal's sender is gone).
+async fn shutdown_requested(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
