@@ -761,7 +761,7 @@ async fn activity_descriptions(app: &TestApp, class: i64) -> Vec<String> {
 
 /// Waits (bounded) until `cond` holds on the latest report; returns it.
 async fn wait_for_report(app: &TestApp, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..300 {
+    for _ in 0..600 {
         if let Some(report) = app.state.artifactory.last_report() {
             let v = serde_json::to_value(&report).expect("report json");
             if cond(&v) {
@@ -1244,7 +1244,7 @@ async fn force_body(db: TestDb) {
     let fake = FakeArtifactory::start().await;
     fake.publish("video-mobile", "1.0.1-22");
     fake.set_mode(Mode::Hang);
-    let app = start_nowait(db, &fake, &["--art-timeout", "30"]).await;
+    let app = start_nowait(db, &fake, &["--art-timeout", "10"]).await;
     let token = app.admin_token().await;
     // The first round (started at boot) hangs on Artifactory.
     for _ in 0..100 {
@@ -1518,4 +1518,53 @@ async fn only_one_mysql_replica_polls() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["report"]["leader"], false, "{body}");
     assert!(body["report"]["apps"].as_array().expect("apps").is_empty());
+}
+
+both_backends!(
+    coreos_deploy_failures_are_recorded,
+    coreos_deploy_failure_body
+);
+async fn coreos_deploy_failure_body(db: TestDb) {
+    // A coreos-deploy that refuses every deploy.
+    let refusing = warp::path!("v1.0" / "deploy").and(warp::post()).map(|| {
+        warp::reply::with_status(
+            warp::reply::json(&json!({"error": "etcd unavailable"})),
+            warp::http::StatusCode::INTERNAL_SERVER_ERROR,
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(warp::serve(refusing).incoming(listener).run());
+    let fake = FakeArtifactory::start().await;
+    let app = start(
+        db,
+        &fake,
+        &[
+            "--deploy-url",
+            &format!("http://{addr}"),
+            "--deploy-token",
+            "cd-token",
+        ],
+    )
+    .await;
+    fake.publish("video-mobile", "1.0.1-22");
+    let token = app.admin_token().await;
+    let report = poll(&app, &token).await;
+    // The release is registered in rollbridge even though coreos-deploy failed.
+    assert_eq!(
+        app_report(&report, "video-mobile")["action"],
+        "registered",
+        "{report}"
+    );
+    let errors = activity_descriptions(&app, 9).await;
+    assert!(
+        errors
+            .iter()
+            .any(|d| d.contains("coreos-deploy") && d.contains("500")),
+        "{errors:?}"
+    );
+    let metrics = app.get_json("/v1.0/metrics").await;
+    assert_eq!(metrics["artifactory"]["deploy_failures"], 1, "{metrics}");
 }

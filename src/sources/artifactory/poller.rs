@@ -83,12 +83,16 @@ fn without_credentials(url: &str) -> String {
     }
 }
 
+/// Repository, domain, environment and app folder names go into URLs and payload names
+/// unescaped: allow only characters that need no escaping (folders with others are skipped).
 fn valid_name(what: &str, value: &str) -> Result<String, String> {
     let v = value.trim().trim_matches('/');
     if v.is_empty()
         || v.len() > 190
         || v.contains("..")
-        || v.chars().any(|c| c.is_whitespace() || c.is_control())
+        || !v.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'@' | b'+')
+        })
     {
         return Err(format!("{what} {value:?} is not a valid name"));
     }
@@ -763,6 +767,15 @@ mod tests {
             .collect();
         v.sort();
         assert_eq!(v.last().unwrap().as_str(), "1.0.10-1");
+    }
+
+    #[test]
+    fn names_must_be_url_safe() {
+        assert_eq!(valid_name("app", "/video-mobile/").unwrap(), "video-mobile");
+        assert!(valid_name("app", "a#b").is_err());
+        assert!(valid_name("app", "a b").is_err());
+        assert!(valid_name("app", "..").is_err());
+        assert!(valid_name("app", "a/b").is_err());
     }
 
     #[test]
