@@ -998,6 +998,9 @@ async fn restart_body(db: TestDb) {
         .expect("row");
     assert_eq!(state.last_version.as_deref(), Some("1.0.10-1"));
     assert_eq!(state.in_progress_version, None);
+    let info = app.get_json("/v1.0/info").await;
+    assert_eq!(info["apps"][0]["app"], "video-mobile", "{info}");
+    assert_eq!(info["apps"][0]["last_version"], "1.0.10-1");
     let created = app_named(&app, "example-video-mobile").await.expect("app");
     let app_id = created["id"].as_str().expect("id");
     assert_eq!(
@@ -1347,6 +1350,7 @@ async fn v1_body(db: TestDb) {
     assert_eq!(info["artifactory"]["deploy_repo"], "deploys");
     assert!(info["hostname"].is_string());
     assert!(info["bindings"].is_array());
+    assert!(info["apps"].is_array());
 
     let r = app
         .client

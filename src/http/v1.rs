@@ -1,5 +1,5 @@
 //! artifactory-monitor's operational API under `/v1.0` (besides `/v1.0/health`, in `ops`):
-//! `GET /v1.0/info` (settings and bindings, never secrets), `GET /v1.0/metrics` (JSON counters
+//! `GET /v1.0/info` (settings, per-app poller state and bindings, never secrets), `GET /v1.0/metrics` (JSON counters
 //! with fixed names) and `GET|POST /v1.0/force` (poll now; answers within `wait` seconds even
 //! while a round runs, queueing one). All need an API token or user credentials.
 
@@ -54,6 +54,16 @@ fn hostname() -> String {
 async fn info(state: AppState) -> Result<Response, ApiError> {
     let bindings = state.store.all_bindings().await?;
     let settings = state.artifactory.settings().cloned();
+    // Per-app poller state (last/in-progress/failed version): what operators ask first.
+    let apps = match &settings {
+        Some(s) => {
+            state
+                .store
+                .artifactory_states(&s.domain, &s.environment)
+                .await?
+        }
+        None => Vec::new(),
+    };
     let body = serde_json::json!({
         "name": "rollbridge",
         "version": env!("CARGO_PKG_VERSION"),
@@ -66,6 +76,7 @@ async fn info(state: AppState) -> Result<Response, ApiError> {
             "backoff_max_seconds": s.backoff_max_seconds,
         })),
         "artifactory": settings,
+        "apps": apps,
         "bindings": bindings,
     });
     Ok(warp::reply::json(&body).into_response())
