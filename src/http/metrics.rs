@@ -190,6 +190,17 @@ impl Metrics {
         self.payload_downloads.with_label_values(&[outcome]).inc();
     }
 
+    /// Requests served so far, all routes (for `/v1.0/metrics`).
+    pub fn requests_total(&self) -> u64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|family| family.name().ends_with("http_requests_total"))
+            .flat_map(|family| family.get_metric().iter())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
@@ -203,6 +214,9 @@ pub fn route_label(path: &str) -> &'static str {
     match segments.as_slice() {
         ["v1", "update"] | ["omaha"] => "/v1/update",
         ["v1.0", "health"] => "/v1.0/health",
+        ["v1.0", "info"] => "/v1.0/info",
+        ["v1.0", "metrics"] => "/v1.0/metrics",
+        ["v1.0", "force"] => "/v1.0/force",
         ["metrics"] => "/metrics",
         ["api", "apps"] => "/api/apps",
         ["api", "apps", _] => "/api/apps/:app",

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod omaha;
 pub mod ops;
 pub mod payloads;
+pub mod v1;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub http_client: reqwest::Client,
     /// Payload hosting (`--host-packages`); disabled unless configured at startup.
     pub hosting: Arc<crate::sync::hosting::Hosting>,
+    /// The Artifactory poller's shared state (`/v1.0/force`, `/v1.0/info`, `/v1.0/metrics`).
+    pub artifactory: Arc<crate::sources::artifactory::ArtHandle>,
 }
 
 impl AppState {
@@ -65,6 +68,7 @@ impl AppState {
             sources: Arc::new(crate::config::SourcesArgs::default()),
             http_client: outbound_client(),
             hosting: Arc::default(),
+            artifactory: Arc::default(),
         }
     }
 
@@ -208,6 +212,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
     let metrics = state.metrics.clone();
     let inner = omaha::routes(state.clone())
         .or(ops::routes(state.clone()))
+        .unify()
+        .or(v1::routes(state.clone()))
         .unify()
         .or(hooks::routes(state.clone()))
         .unify()

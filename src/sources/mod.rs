@@ -2,6 +2,7 @@
 //! [`Release`](crate::domain::Release); [`ingest::ingest`] validates it, creates the package
 //! idempotently and applies the promotion rule of the matching binding.
 
+pub mod artifactory;
 pub mod callback;
 pub mod digest;
 pub mod dockerhub;
@@ -19,5 +20,6 @@ pub fn start(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     tasks.extend(notify::start(ctx, &args.sources));
+    tasks.extend(artifactory::start(ctx, &args.artifactory));
     tasks
 }

@@ -26,6 +26,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../../db/sqlite/0002_sources.sql"),
     },
     Migration {
+        version: 3,
+        name: "artifactory",
+        sql: include_str!("../../db/sqlite/0003_artifactory.sql"),
+    },
+    Migration {
         version: 5,
         name: "sync",
         sql: include_str!("../../db/sqlite/0005_sync.sql"),
@@ -42,6 +47,11 @@ pub const MYSQL: &[Migration] = &[
         version: 2,
         name: "sources",
         sql: include_str!("../../db/mysql/0002_sources.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "artifactory",
+        sql: include_str!("../../db/mysql/0003_artifactory.sql"),
     },
     Migration {
         version: 5,

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod apps;
+pub mod artifactory;
 pub mod db;
 pub mod floors;
 pub mod groups;

@@ -424,3 +424,52 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+impl TestApp {
+    /// Stops the server and hands back its database, so a test can start a new server on the
+    /// same data (restart scenarios).
+    pub async fn stop(mut self) -> TestDb {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        // Close our keep-alive connections so the graceful shutdown does not wait for them.
+        self.client = reqwest::Client::new();
+        // Give the background tasks a moment to see the shutdown signal.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let placeholder = TestDb {
+            url: String::new(),
+            mysql_drop: None,
+            _dir: None,
+        };
+        std::mem::replace(&mut self.db, placeholder)
+    }
+
+    /// Creates an API token for `admin` and returns it (for `Authorization: Bearer`).
+    pub async fn admin_token(&self) -> String {
+        let admin = self
+            .state
+            .store
+            .user_by_name("admin")
+            .await
+            .expect("lookup admin")
+            .expect("admin exists");
+        let (token, digest) = rollbridge::auth::new_token();
+        self.state
+            .store
+            .create_token("test", &admin.user.id, &digest, self.clock.now_ms())
+            .await
+            .expect("create token");
+        token
+    }
+}
+
+impl TestDb {
+    /// The same database again, without dropping it at the end (a second replica).
+    pub fn reuse(other: &TestDb) -> TestDb {
+        TestDb {
+            url: other.url.clone(),
+            mysql_drop: None,
+            _dir: None,
+        }
+    }
+}
