@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Woken after a release was promoted to a channel (the embedded agent checks at once).
     pub promotions: Arc<tokio::sync::Notify>,
+    /// Dashboard options (sessions, cookie flags, refresh interval).
+    pub dashboard: Arc<crate::config::DashboardArgs>,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
             credentials: Arc::new(CredentialCache::default()),
             metrics: Arc::new(metrics::Metrics::new()),
             promotions: Arc::new(tokio::sync::Notify::new()),
+            dashboard: Arc::new(crate::config::DashboardArgs::default()),
         }
     }
 

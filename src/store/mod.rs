@@ -4,6 +4,7 @@
 //! conformance suite covers them. Only this module contains SQL.
 
 pub mod apps;
+pub mod dashboard;
 pub mod db;
 pub mod groups;
 pub mod instances;
