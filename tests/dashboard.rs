@@ -388,9 +388,6 @@ async fn ui_rollout_story(db: TestDb) {
     }
     assert_eq!(granted, "1", "group page shows 1 instance granted");
     assert!(text_of(&c, "#instances").await.contains("host-1"));
-    if sqlite {
-        screenshot(&c, "group").await;
-    }
 
     // Pause from the group page: the next check is denied; resume: granted again.
     click(&c, "#pause").await;
@@ -411,9 +408,28 @@ async fn ui_rollout_story(db: TestDb) {
     let answer = check(&app, &app_id, "prod", "host-2", "1.0.0").await;
     assert_eq!(answer, ("ok".into(), Some("ok".into()), Some("1.2.0".into())));
 
+    // Later host-1 reports the new version and host-2 fails: the charts, warnings and activity
+    // show both (and give the screenshots something to show).
+    app.clock.advance_ms(3 * 3_600_000);
+    let done = r#"<event eventtype="3" eventresult="2" previousversion="1.0.0"></event>"#;
+    let (status, _) = app.omaha(&check_xml(&app_id, "prod", "host-1", "1.2.0", done)).await;
+    assert_eq!(status, 200);
+    app.clock.advance_ms(3_600_000);
+    let failed = r#"<event eventtype="3" eventresult="0" errorcode="2200"></event>"#;
+    let (status, _) = app.omaha(&check_xml(&app_id, "prod", "host-2", "1.0.0", failed)).await;
+    assert_eq!(status, 200);
+    c.goto(&app.url(&group_path)).await.expect("group page");
+    assert_eq!(text_of(&c, ".stat.st-complete .big").await, "1");
+    assert_eq!(text_of(&c, ".stat.st-error .big").await, "1");
+    assert!(text_of(&c, "#group-summary").await.contains("1.2.0 · 1 now"), "versions over time");
+    if sqlite {
+        screenshot(&c, "group").await;
+    }
+
     // Overview and activity show the rollout.
     c.goto(&app.url("/ui/")).await.expect("overview");
     assert!(text_of(&c, "#apps").await.contains("web-shop"));
+    assert!(text_of(&c, "#warnings").await.contains("reported an error"));
     if sqlite {
         screenshot(&c, "overview").await;
     }
@@ -421,6 +437,7 @@ async fn ui_rollout_story(db: TestDb) {
     let activity = text_of(&c, "#activity-list").await;
     assert!(activity.contains("RolloutStarted"), "{activity}");
     assert!(activity.contains("ChannelPackageUpdated"), "{activity}");
+    assert!(activity.contains("InstanceUpdateFailed"), "{activity}");
     if sqlite {
         screenshot(&c, "activity").await;
     }
@@ -503,6 +520,68 @@ async fn ui_pages_require_login_in_chromium() {
     wait_path(&c, "the login page", |p| p.starts_with("/ui/login")).await;
     c.goto(&app.url("/ui/")).await.expect("goto");
     wait_path(&c, "the login page", |p| p.starts_with("/ui/login")).await;
+    c.close().await.expect("close browser");
+}
+
+/// Keyboard only: log in with typing, Tab and Enter; the first Tab reaches the skip link. On a
+/// phone-sized window no page scrolls sideways (wide tables scroll inside their own box).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ui_works_by_keyboard_and_on_a_phone() {
+    let Some((c, _profile)) = browser().await else {
+        return;
+    };
+    let app = spawn(TestDb::sqlite().await, &[]).await;
+    let (app_id, _, group_id, _) = app.setup_rollout("1.0.0", json!({"track": "kb"})).await;
+    check(&app, &app_id, "kb", "a-machine-with-a-rather-long-identifier-0001", "0.9.0").await;
+    c.goto(&app.url("/ui/")).await.expect("goto");
+    wait_path(&c, "the login page", |p| p.starts_with("/ui/login")).await;
+    // The user name field has focus; type, Tab to the password, Enter submits.
+    let active = c.active_element().await.expect("focus");
+    assert_eq!(active.attr("id").await.expect("id").as_deref(), Some("username"));
+    active.send_keys("admin\u{E004}admin\u{E007}").await.expect("type");
+    wait_path(&c, "the overview", |p| p == "/ui/").await;
+    c.find(Locator::Css("body"))
+        .await
+        .expect("body")
+        .send_keys("\u{E004}")
+        .await
+        .expect("tab");
+    let first = c.active_element().await.expect("focus");
+    assert_eq!(first.text().await.expect("text"), "Skip to content");
+
+    c.set_window_size(390, 844).await.expect("phone size");
+    for path in [
+        "/ui/".to_string(),
+        format!("/ui/apps/{app_id}"),
+        format!("/ui/apps/{app_id}/groups/{group_id}"),
+        "/ui/activity".to_string(),
+    ] {
+        c.goto(&app.url(&path)).await.expect("goto");
+        text_of(&c, "h1").await;
+        let overflow = c
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                vec![],
+            )
+            .await
+            .expect("measure");
+        // On failure, name the elements that are too wide.
+        if overflow.as_i64().unwrap_or(1) > 0 {
+            let wide = c
+                .execute(
+                    "return Array.from(document.querySelectorAll('body *')).filter(e => e.scrollWidth > e.clientWidth + 1 \
+                     && getComputedStyle(e).overflowX === 'visible').slice(0, 8) \
+                     .map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + e.scrollWidth + '/' + e.clientWidth).join(' | ');",
+                    vec![],
+                )
+                .await
+                .expect("measure elements");
+            panic!("{path} scrolls sideways by {overflow}: {wide}");
+        }
+        if path.contains("/groups/") {
+            screenshot(&c, "group-phone").await;
+        }
+    }
     c.close().await.expect("close browser");
 }
 

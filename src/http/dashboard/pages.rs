@@ -290,7 +290,7 @@ async fn app_page(ctx: &Ctx, raw: &str, fs: Option<&FormState>) -> Result<Page, 
 
         section #groups aria-labelledby="groups-h" {
             h2 #groups-h { "Groups" }
-            (live("groups", groups_html.clone()))
+            (live("groups-live", groups_html.clone()))
             details.create open[fg.failed()] {
                 summary { "New group" }
                 form method="post" action=(format!("{base}/groups")) #new-group {
@@ -376,7 +376,7 @@ async fn app_page(ctx: &Ctx, raw: &str, fs: Option<&FormState>) -> Result<Page, 
         &app.name,
         "overview",
         body,
-        vec![("groups".into(), groups_html)],
+        vec![("groups-live".into(), groups_html)],
     ))
 }
 
