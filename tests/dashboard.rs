@@ -162,7 +162,13 @@ async fn app_names(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
-async fn check(app: &TestApp, app_id: &str, track: &str, machine: &str, version: &str) -> (String, Option<String>, Option<String>) {
+async fn check(
+    app: &TestApp,
+    app_id: &str,
+    track: &str,
+    machine: &str,
+    version: &str,
+) -> (String, Option<String>, Option<String>) {
     let (status, body) = app
         .omaha(&check_xml(app_id, track, machine, version, PING_CHECK))
         .await;
@@ -196,7 +202,8 @@ async fn browser() -> Option<(Client, tempfile::TempDir)> {
             format!("--user-data-dir={}", profile.path().display()),
         ]
     });
-    let binary = std::env::var("TEST_CHROMIUM_BINARY").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let binary =
+        std::env::var("TEST_CHROMIUM_BINARY").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if std::path::Path::new(&binary).exists() {
         options["binary"] = json!(binary);
     }
@@ -226,7 +233,10 @@ async fn wait_path(c: &Client, what: &str, ok: impl Fn(&str) -> bool) -> String 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("browser never reached {what}: at {:?}", c.current_url().await.ok());
+    panic!(
+        "browser never reached {what}: at {:?}",
+        c.current_url().await.ok()
+    );
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
@@ -260,12 +270,14 @@ async fn click(c: &Client, css: &str) {
 
 /// Opens a `<details>` by its summary text.
 async fn open(c: &Client, summary: &str) {
-    c.find(Locator::XPath(&format!("//summary[normalize-space()='{summary}']")))
-        .await
-        .unwrap_or_else(|e| panic!("summary {summary}: {e}"))
-        .click()
-        .await
-        .expect("open details");
+    c.find(Locator::XPath(&format!(
+        "//summary[normalize-space()='{summary}']"
+    )))
+    .await
+    .unwrap_or_else(|e| panic!("summary {summary}: {e}"))
+    .click()
+    .await
+    .expect("open details");
 }
 
 async fn select_label(c: &Client, css: &str, label: &str) {
@@ -347,7 +359,10 @@ async fn ui_rollout_story(db: TestDb) {
     click(&c, &format!("#{promote_id} button[type=submit]")).await;
     wait_path(&c, "the application page again", |p| p == path).await;
     let channels: Value = app.get_json(&format!("/api/apps/{app_id}/channels")).await;
-    assert_eq!(channels[0]["package"]["version"], "1.2.0", "promoted: {channels}");
+    assert_eq!(
+        channels[0]["package"]["version"], "1.2.0",
+        "promoted: {channels}"
+    );
 
     // Group, and its policy: no safe mode, ten per period.
     open(&c, "New group").await;
@@ -376,7 +391,10 @@ async fn ui_rollout_story(db: TestDb) {
 
     // An update_engine check for the group is granted...
     let answer = check(&app, &app_id, "prod", "host-1", "1.0.0").await;
-    assert_eq!(answer, ("ok".into(), Some("ok".into()), Some("1.2.0".into())));
+    assert_eq!(
+        answer,
+        ("ok".into(), Some("ok".into()), Some("1.2.0".into()))
+    );
     // ...and the open group page shows it without a reload (live refresh).
     let mut granted = String::new();
     for _ in 0..100 {
@@ -406,22 +424,34 @@ async fn ui_rollout_story(db: TestDb) {
         .await
         .expect("pause button after resuming");
     let answer = check(&app, &app_id, "prod", "host-2", "1.0.0").await;
-    assert_eq!(answer, ("ok".into(), Some("ok".into()), Some("1.2.0".into())));
+    assert_eq!(
+        answer,
+        ("ok".into(), Some("ok".into()), Some("1.2.0".into()))
+    );
 
     // Later host-1 reports the new version and host-2 fails: the charts, warnings and activity
     // show both (and give the screenshots something to show).
     app.clock.advance_ms(3 * 3_600_000);
     let done = r#"<event eventtype="3" eventresult="2" previousversion="1.0.0"></event>"#;
-    let (status, _) = app.omaha(&check_xml(&app_id, "prod", "host-1", "1.2.0", done)).await;
+    let (status, _) = app
+        .omaha(&check_xml(&app_id, "prod", "host-1", "1.2.0", done))
+        .await;
     assert_eq!(status, 200);
     app.clock.advance_ms(3_600_000);
     let failed = r#"<event eventtype="3" eventresult="0" errorcode="2200"></event>"#;
-    let (status, _) = app.omaha(&check_xml(&app_id, "prod", "host-2", "1.0.0", failed)).await;
+    let (status, _) = app
+        .omaha(&check_xml(&app_id, "prod", "host-2", "1.0.0", failed))
+        .await;
     assert_eq!(status, 200);
     c.goto(&app.url(&group_path)).await.expect("group page");
     assert_eq!(text_of(&c, ".stat.st-complete .big").await, "1");
     assert_eq!(text_of(&c, ".stat.st-error .big").await, "1");
-    assert!(text_of(&c, "#group-summary").await.contains("1.2.0 · 1 now"), "versions over time");
+    assert!(
+        text_of(&c, "#group-summary")
+            .await
+            .contains("1.2.0 · 1 now"),
+        "versions over time"
+    );
     if sqlite {
         screenshot(&c, "group").await;
     }
@@ -462,13 +492,23 @@ async fn ui_invalid_input_shows_inline_errors_and_stores_nothing() {
     fill(&c, "#new-package-url", "https://pkgs.example.com/").await;
     click(&c, "#new-package button[type=submit]").await;
     let error = text_of(&c, "#new-package-version-error").await;
-    assert!(error.contains("semver") || error.contains("version"), "{error}");
+    assert!(
+        error.contains("semver") || error.contains("version"),
+        "{error}"
+    );
     let invalid = c
         .find(Locator::Css("#new-package-version"))
         .await
         .expect("version input");
-    assert_eq!(invalid.attr("aria-invalid").await.expect("attr").as_deref(), Some("true"));
-    assert_eq!(invalid.prop("value").await.expect("value").as_deref(), Some("1.2"), "the typed value is kept");
+    assert_eq!(
+        invalid.attr("aria-invalid").await.expect("attr").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        invalid.prop("value").await.expect("value").as_deref(),
+        Some("1.2"),
+        "the typed value is kept"
+    );
     assert_eq!(
         app.get_json(&format!("/api/apps/{app_id}/packages")).await,
         before_packages,
@@ -492,8 +532,14 @@ async fn ui_invalid_input_shows_inline_errors_and_stores_nothing() {
     let group = app
         .get_json(&format!("/api/apps/{app_id}/groups/{group_id}"))
         .await;
-    assert_eq!(group["policy_office_hours"], false, "nothing stored: {group}");
-    assert_eq!(group["policy_max_updates_per_period"], 1000, "nothing stored: {group}");
+    assert_eq!(
+        group["policy_office_hours"], false,
+        "nothing stored: {group}"
+    );
+    assert_eq!(
+        group["policy_max_updates_per_period"], 1000,
+        "nothing stored: {group}"
+    );
     c.close().await.expect("close browser");
 }
 
@@ -532,13 +578,26 @@ async fn ui_works_by_keyboard_and_on_a_phone() {
     };
     let app = spawn(TestDb::sqlite().await, &[]).await;
     let (app_id, _, group_id, _) = app.setup_rollout("1.0.0", json!({"track": "kb"})).await;
-    check(&app, &app_id, "kb", "a-machine-with-a-rather-long-identifier-0001", "0.9.0").await;
+    check(
+        &app,
+        &app_id,
+        "kb",
+        "a-machine-with-a-rather-long-identifier-0001",
+        "0.9.0",
+    )
+    .await;
     c.goto(&app.url("/ui/")).await.expect("goto");
     wait_path(&c, "the login page", |p| p.starts_with("/ui/login")).await;
     // The user name field has focus; type, Tab to the password, Enter submits.
     let active = c.active_element().await.expect("focus");
-    assert_eq!(active.attr("id").await.expect("id").as_deref(), Some("username"));
-    active.send_keys("admin\u{E004}admin\u{E007}").await.expect("type");
+    assert_eq!(
+        active.attr("id").await.expect("id").as_deref(),
+        Some("username")
+    );
+    active
+        .send_keys("admin\u{E004}admin\u{E007}")
+        .await
+        .expect("type");
     wait_path(&c, "the overview", |p| p == "/ui/").await;
     c.find(Locator::Css("body"))
         .await
@@ -606,7 +665,11 @@ async fn pages_require_login(db: TestDb) {
     ] {
         let r = client.get(app.url(&path)).send().await.expect("GET");
         assert_eq!(r.status(), 303, "{path}");
-        assert!(location(&r).starts_with("/ui/login?next="), "{path}: {}", location(&r));
+        assert!(
+            location(&r).starts_with("/ui/login?next="),
+            "{path}: {}",
+            location(&r)
+        );
         // A forged or unknown cookie is no session either.
         let r = client
             .get(app.url(&path))
@@ -632,11 +695,23 @@ async fn pages_require_login(db: TestDb) {
     assert!(location(&r).starts_with("/ui/login"));
     assert!(!app_names(&app).await.contains(&"sneaky".to_string()));
     // The login page itself and the assets need no session.
-    let r = client.get(app.url("/ui/login")).send().await.expect("login page");
+    let r = client
+        .get(app.url("/ui/login"))
+        .send()
+        .await
+        .expect("login page");
     assert_eq!(r.status(), 200);
-    let r = client.get(app.url("/ui/assets/app.css")).send().await.expect("css");
+    let r = client
+        .get(app.url("/ui/assets/app.css"))
+        .send()
+        .await
+        .expect("css");
     assert_eq!(r.status(), 200);
-    let r = client.get(app.url("/ui/assets/app.js")).send().await.expect("js");
+    let r = client
+        .get(app.url("/ui/assets/app.js"))
+        .send()
+        .await
+        .expect("js");
     assert_eq!(r.status(), 200);
     // The API's Basic auth keeps working next to the dashboard.
     assert_eq!(app.get("/api/apps").await.status(), 200);
@@ -648,7 +723,11 @@ async fn cookie_attributes(db: TestDb) {
     let client = raw_client();
     let r = client
         .post(app.url("/ui/login"))
-        .form(&[("username", "admin"), ("password", "nope"), ("next", "/ui/")])
+        .form(&[
+            ("username", "admin"),
+            ("password", "nope"),
+            ("next", "/ui/"),
+        ])
         .send()
         .await
         .expect("login");
@@ -656,7 +735,11 @@ async fn cookie_attributes(db: TestDb) {
     assert!(set_cookie(&r).is_none(), "no session for a wrong password");
     let r = client
         .post(app.url("/ui/login"))
-        .form(&[("username", "admin"), ("password", "admin"), ("next", "https://evil.example/")])
+        .form(&[
+            ("username", "admin"),
+            ("password", "admin"),
+            ("next", "https://evil.example/"),
+        ])
         .send()
         .await
         .expect("login");
@@ -664,10 +747,19 @@ async fn cookie_attributes(db: TestDb) {
     assert_eq!(location(&r), "/ui/", "no open redirect");
     let cookie = set_cookie(&r).expect("cookie");
     assert!(cookie.starts_with("rb_session="), "{cookie}");
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=43200", "Expires="] {
+    for attr in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/ui",
+        "Max-Age=43200",
+        "Expires=",
+    ] {
         assert!(cookie.contains(attr), "{attr} in {cookie}");
     }
-    assert!(!cookie.contains("Secure"), "not Secure unless configured: {cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "not Secure unless configured: {cookie}"
+    );
     let csp = r
         .headers()
         .get("content-security-policy")
@@ -675,7 +767,15 @@ async fn cookie_attributes(db: TestDb) {
         .unwrap_or("");
     assert!(csp.contains("script-src 'self'"), "{csp}");
 
-    let secure = spawn(TestDb::sqlite().await, &["--dashboard-secure-cookie", "--dashboard-session-minutes", "30"]).await;
+    let secure = spawn(
+        TestDb::sqlite().await,
+        &[
+            "--dashboard-secure-cookie",
+            "--dashboard-session-minutes",
+            "30",
+        ],
+    )
+    .await;
     let r = client
         .post(secure.url("/ui/login"))
         .form(&[("username", "admin"), ("password", "admin")])
@@ -696,10 +796,15 @@ async fn csrf(db: TestDb) {
 
     let r = ui.post_raw("/ui/apps", &[("name", "no-token")]).await;
     assert_eq!(r.status(), 403, "no token");
-    let r = ui.post_raw("/ui/apps", &[("name", "wrong-token"), ("csrf", "0123")]).await;
+    let r = ui
+        .post_raw("/ui/apps", &[("name", "wrong-token"), ("csrf", "0123")])
+        .await;
     assert_eq!(r.status(), 403, "wrong token");
     let r = ui
-        .post_raw("/ui/apps", &[("name", "foreign-token"), ("csrf", &other.csrf)])
+        .post_raw(
+            "/ui/apps",
+            &[("name", "foreign-token"), ("csrf", &other.csrf)],
+        )
         .await;
     assert_eq!(r.status(), 403, "another session's token");
     let names = app_names(&app).await;
@@ -710,7 +815,9 @@ async fn csrf(db: TestDb) {
     let (app_id, _, group_id, _) = app.setup_rollout("1.0.0", json!({})).await;
     let pause = format!("/ui/apps/{app_id}/groups/{group_id}/pause");
     assert_eq!(ui.post_raw(&pause, &[]).await.status(), 403);
-    let group = app.get_json(&format!("/api/apps/{app_id}/groups/{group_id}")).await;
+    let group = app
+        .get_json(&format!("/api/apps/{app_id}/groups/{group_id}"))
+        .await;
     assert_eq!(group["policy_updates_enabled"], true);
     // With the token it works.
     let r = ui.post("/ui/apps", &[("name", "with-token")]).await;
@@ -718,7 +825,9 @@ async fn csrf(db: TestDb) {
     assert!(location(&r).starts_with("/ui/apps/"));
     assert!(app_names(&app).await.contains(&"with-token".to_string()));
     assert_eq!(ui.post(&pause, &[]).await.status(), 303);
-    let group = app.get_json(&format!("/api/apps/{app_id}/groups/{group_id}")).await;
+    let group = app
+        .get_json(&format!("/api/apps/{app_id}/groups/{group_id}"))
+        .await;
     assert_eq!(group["policy_updates_enabled"], false);
 }
 both_backends!(state_changing_forms_need_the_csrf_token, csrf);
@@ -755,27 +864,66 @@ async fn password_change(db: TestDb) {
     assert_eq!(status, 200);
     assert!(body.contains("Change password"));
     let r = ui
-        .post("/ui/password", &[("current", "bad"), ("password", "new-secret-1"), ("confirm", "new-secret-1")])
+        .post(
+            "/ui/password",
+            &[
+                ("current", "bad"),
+                ("password", "new-secret-1"),
+                ("confirm", "new-secret-1"),
+            ],
+        )
         .await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.expect("body").contains("is wrong"));
     let r = ui
-        .post("/ui/password", &[("current", "admin"), ("password", "new-secret-1"), ("confirm", "other")])
+        .post(
+            "/ui/password",
+            &[
+                ("current", "admin"),
+                ("password", "new-secret-1"),
+                ("confirm", "other"),
+            ],
+        )
         .await;
     assert_eq!(r.status(), 400);
     let r = ui
-        .post("/ui/password", &[("current", "admin"), ("password", "short"), ("confirm", "short")])
+        .post(
+            "/ui/password",
+            &[
+                ("current", "admin"),
+                ("password", "short"),
+                ("confirm", "short"),
+            ],
+        )
         .await;
     assert_eq!(r.status(), 400);
     let body = r.text().await.expect("body");
     assert!(body.contains("at least 8"), "same rule as the API");
-    assert!(!body.contains("value=\"short\""), "passwords are not echoed");
-    assert_eq!(app.get("/api/apps").await.status(), 200, "old password still works");
+    assert!(
+        !body.contains("value=\"short\""),
+        "passwords are not echoed"
+    );
+    assert_eq!(
+        app.get("/api/apps").await.status(),
+        200,
+        "old password still works"
+    );
     let r = ui
-        .post("/ui/password", &[("current", "admin"), ("password", "new-secret-1"), ("confirm", "new-secret-1")])
+        .post(
+            "/ui/password",
+            &[
+                ("current", "admin"),
+                ("password", "new-secret-1"),
+                ("confirm", "new-secret-1"),
+            ],
+        )
         .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(app.get("/api/apps").await.status(), 401, "old password is gone");
+    assert_eq!(
+        app.get("/api/apps").await.status(),
+        401,
+        "old password is gone"
+    );
     let r = app
         .client
         .get(app.url("/api/apps"))
@@ -785,7 +933,11 @@ async fn password_change(db: TestDb) {
         .expect("GET");
     assert_eq!(r.status(), 200);
     assert_eq!(ui.get("/ui/").await.0, 200, "this session stays");
-    assert_eq!(other.get_raw("/ui/").await.status(), 303, "other sessions end");
+    assert_eq!(
+        other.get_raw("/ui/").await.status(),
+        303,
+        "other sessions end"
+    );
     Ui::login_as(&app, "admin", "new-secret-1").await;
 }
 both_backends!(password_change_page, password_change);
@@ -794,18 +946,26 @@ async fn escaping(db: TestDb) {
     let app = spawn(db, &[]).await;
     let evil = "<script>alert(1)</script>";
     let evil_group = "\"><img src=x onerror=alert(2)>";
-    let r = app.post_json("/api/apps", json!({"name": evil, "description": evil})).await;
+    let r = app
+        .post_json("/api/apps", json!({"name": evil, "description": evil}))
+        .await;
     assert_eq!(r.status(), 201);
     let app_id = r.json::<Value>().await.expect("app")["id"]
         .as_str()
         .expect("id")
         .to_string();
     let r = app
-        .post_json(&format!("/api/apps/{app_id}/channels"), json!({"name": "<b>c</b>", "color": "\"/><script>x</script>"}))
+        .post_json(
+            &format!("/api/apps/{app_id}/channels"),
+            json!({"name": "<b>c</b>", "color": "\"/><script>x</script>"}),
+        )
         .await;
     assert_eq!(r.status(), 201);
     let r = app
-        .post_json(&format!("/api/apps/{app_id}/groups"), json!({"name": evil_group, "description": evil}))
+        .post_json(
+            &format!("/api/apps/{app_id}/groups"),
+            json!({"name": evil_group, "description": evil}),
+        )
         .await;
     assert_eq!(r.status(), 201);
     let group_id = r.json::<Value>().await.expect("group")["id"]
@@ -813,7 +973,8 @@ async fn escaping(db: TestDb) {
         .expect("id")
         .to_string();
     let machine = "<svg onload=alert(3)>";
-    let xml = check_xml(&app_id, &group_id, "m-1", "1.0.0", PING_CHECK).replace("m-1", "&lt;svg onload=alert(3)&gt;");
+    let xml = check_xml(&app_id, &group_id, "m-1", "1.0.0", PING_CHECK)
+        .replace("m-1", "&lt;svg onload=alert(3)&gt;");
     let (status, _) = app.omaha(&xml).await;
     assert_eq!(status, 200);
     let ui = Ui::login(&app).await;
@@ -822,7 +983,10 @@ async fn escaping(db: TestDb) {
         format!("/ui/apps/{app_id}"),
         format!("/ui/apps/{app_id}/groups/{group_id}"),
         format!("/ui/apps/{app_id}/groups/{group_id}?live=1"),
-        format!("/ui/apps/{app_id}/instance?id={}", "%3Csvg%20onload%3Dalert(3)%3E"),
+        format!(
+            "/ui/apps/{app_id}/instance?id={}",
+            "%3Csvg%20onload%3Dalert(3)%3E"
+        ),
         "/ui/activity".to_string(),
     ] {
         let (status, body) = ui.get(&path).await;
@@ -833,7 +997,10 @@ async fn escaping(db: TestDb) {
         assert!(!body.contains(machine));
     }
     let (_, body) = ui.get("/ui/").await;
-    assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "escaped name shown");
+    assert!(
+        body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "escaped name shown"
+    );
 }
 both_backends!(hostile_names_are_escaped, escaping);
 
@@ -841,24 +1008,41 @@ async fn live_parts(db: TestDb) {
     let app = spawn(db, &[]).await;
     let (app_id, _, group_id, _) = app.setup_rollout("2.0.0", json!({"track": "live"})).await;
     let ui = Ui::login(&app).await;
-    let (status, body) = ui.get(&format!("/ui/apps/{app_id}/groups/{group_id}?live=1")).await;
+    let (status, body) = ui
+        .get(&format!("/ui/apps/{app_id}/groups/{group_id}?live=1"))
+        .await;
     assert_eq!(status, 200);
     let parts: Value = serde_json::from_str(&body).expect("json");
-    let summary = parts["parts"]["group-summary"].as_str().expect("summary part");
+    let summary = parts["parts"]["group-summary"]
+        .as_str()
+        .expect("summary part");
     assert!(summary.contains("<svg"), "charts are server-side SVG");
-    assert!(parts["parts"]["instances"].as_str().expect("instances part").contains("No instances"));
+    assert!(parts["parts"]["instances"]
+        .as_str()
+        .expect("instances part")
+        .contains("No instances"));
     check(&app, &app_id, "live", "live-1", "1.0.0").await;
-    let (_, body) = ui.get(&format!("/ui/apps/{app_id}/groups/{group_id}?live=1")).await;
+    let (_, body) = ui
+        .get(&format!("/ui/apps/{app_id}/groups/{group_id}?live=1"))
+        .await;
     let parts: Value = serde_json::from_str(&body).expect("json");
-    assert!(parts["parts"]["instances"].as_str().expect("instances").contains("live-1"));
+    assert!(parts["parts"]["instances"]
+        .as_str()
+        .expect("instances")
+        .contains("live-1"));
     for path in ["/ui/?live=1", "/ui/activity?live=1"] {
         let (status, body) = ui.get(path).await;
         assert_eq!(status, 200, "{path}");
         let v: Value = serde_json::from_str(&body).expect("json");
-        assert!(v["parts"].as_object().is_some_and(|p| !p.is_empty()), "{path}");
+        assert!(
+            v["parts"].as_object().is_some_and(|p| !p.is_empty()),
+            "{path}"
+        );
     }
     // The page itself marks the same regions, and reads fine without JavaScript.
-    let (_, html) = ui.get(&format!("/ui/apps/{app_id}/groups/{group_id}")).await;
+    let (_, html) = ui
+        .get(&format!("/ui/apps/{app_id}/groups/{group_id}"))
+        .await;
     assert!(html.contains(r#"id="group-summary" data-live"#));
     assert!(html.contains("live-1"));
 }
@@ -867,7 +1051,10 @@ both_backends!(live_parts_are_served_as_json, live_parts);
 async fn instance_table(db: TestDb) {
     let app = spawn(db, &[]).await;
     let (app_id, _, group_id, _) = app
-        .setup_rollout("3.0.0", json!({"track": "fleet", "policy_max_updates_per_period": 5}))
+        .setup_rollout(
+            "3.0.0",
+            json!({"track": "fleet", "policy_max_updates_per_period": 5}),
+        )
         .await;
     for i in 0..30 {
         let version = if i < 20 { "2.0.0" } else { "2.5.0" };
@@ -890,11 +1077,20 @@ async fn instance_table(db: TestDb) {
     let (_, body) = ui.get(&format!("{base}?version=2.5.0")).await;
     assert!(body.contains("10 matching instances"), "filter by version");
     let (_, body) = ui.get(&format!("{base}?status=2")).await;
-    assert!(body.contains("5 matching instances"), "filter by status (granted)");
+    assert!(
+        body.contains("5 matching instances"),
+        "filter by status (granted)"
+    );
     let (_, body) = ui.get(&format!("{base}?status=8")).await;
-    assert!(body.contains("25 matching instances"), "filter by status (on hold)");
+    assert!(
+        body.contains("25 matching instances"),
+        "filter by status (on hold)"
+    );
     let (_, body) = ui.get(&format!("{base}?page=999999999999")).await;
-    assert!(body.contains("No instances match"), "a huge page is empty, not an error");
+    assert!(
+        body.contains("No instances match"),
+        "a huge page is empty, not an error"
+    );
 }
 both_backends!(instance_table_search_filters_and_pages, instance_table);
 
@@ -903,29 +1099,50 @@ async fn instance_and_activity(db: TestDb) {
     let (app_id, _, group_id, _) = app.setup_rollout("4.0.0", json!({"track": "ops"})).await;
     check(&app, &app_id, "ops", "box-1", "3.0.0").await;
     let failure = r#"<event eventtype="3" eventresult="0" errorcode="418"></event>"#;
-    let (status, _) = app.omaha(&check_xml(&app_id, "ops", "box-1", "3.0.0", failure)).await;
+    let (status, _) = app
+        .omaha(&check_xml(&app_id, "ops", "box-1", "3.0.0", failure))
+        .await;
     assert_eq!(status, 200);
     let ui = Ui::login(&app).await;
-    let (status, body) = ui.get(&format!("/ui/apps/{app_id}/instance?id=box-1")).await;
+    let (status, body) = ui
+        .get(&format!("/ui/apps/{app_id}/instance?id=box-1"))
+        .await;
     assert_eq!(status, 200);
     assert!(body.contains("418"), "error code shown");
-    assert!(body.contains("Granted") && body.contains("Error"), "status history");
+    assert!(
+        body.contains("Granted") && body.contains("Error"),
+        "status history"
+    );
     assert!(body.contains("127.0.0.1"), "IP");
-    assert!(body.contains(&format!("/ui/apps/{app_id}/groups/{group_id}")), "group link");
-    let (status, _) = ui.get(&format!("/ui/apps/{app_id}/instance?id=nobody")).await;
+    assert!(
+        body.contains(&format!("/ui/apps/{app_id}/groups/{group_id}")),
+        "group link"
+    );
+    let (status, _) = ui
+        .get(&format!("/ui/apps/{app_id}/instance?id=nobody"))
+        .await;
     assert_eq!(status, 404);
 
     // Activity: the failure is an error, the first grant info; filters narrow it down.
     let (_, all) = ui.get("/ui/activity").await;
-    assert!(all.contains("sev-error") && all.contains("RolloutFailed"), "{all}");
+    assert!(
+        all.contains("sev-error") && all.contains("RolloutFailed"),
+        "{all}"
+    );
     assert!(all.contains("RolloutStarted"));
     let (_, errors) = ui.get("/ui/activity?severity=4").await;
     assert!(errors.contains("RolloutFailed") && !errors.contains("RolloutStarted"));
-    let (_, by_group) = ui.get(&format!("/ui/activity?group={group_id}&app={app_id}")).await;
+    let (_, by_group) = ui
+        .get(&format!("/ui/activity?group={group_id}&app={app_id}"))
+        .await;
     assert!(by_group.contains("RolloutStarted"));
-    let (_, other) = ui.get(&format!("/ui/activity?group={}", uuid::Uuid::new_v4())).await;
+    let (_, other) = ui
+        .get(&format!("/ui/activity?group={}", uuid::Uuid::new_v4()))
+        .await;
     assert!(other.contains("No activity"));
-    let (_, old) = ui.get("/ui/activity?from=2020-01-01T00:00&to=2020-01-02T00:00").await;
+    let (_, old) = ui
+        .get("/ui/activity?from=2020-01-01T00:00&to=2020-01-02T00:00")
+        .await;
     assert!(old.contains("No activity"), "time range");
     let (status, bad) = ui.get("/ui/activity?from=yesterday").await;
     assert_eq!(status, 400);
@@ -966,32 +1183,93 @@ async fn same_rules_as_rest(db: TestDb) {
         .expect("error")
         .to_string();
     let message = rest_error.split_once(": ").expect("field: message").1;
-    let escaped = message.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;");
-    assert!(page.contains(&escaped), "UI shows the REST message {message:?}");
-    assert!(page.contains(r#"id="policy-policy_timezone-error""#), "inline");
+    let escaped = message
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    assert!(
+        page.contains(&escaped),
+        "UI shows the REST message {message:?}"
+    );
+    assert!(
+        page.contains(r#"id="policy-policy_timezone-error""#),
+        "inline"
+    );
     let r = ui
-        .post(&group_path, &[("name", "group"), ("policy_period_interval", "soon"), ("policy_update_timeout", "60 minutes"), ("policy_max_updates_per_period", "2")])
+        .post(
+            &group_path,
+            &[
+                ("name", "group"),
+                ("policy_period_interval", "soon"),
+                ("policy_update_timeout", "60 minutes"),
+                ("policy_max_updates_per_period", "2"),
+            ],
+        )
         .await;
     assert_eq!(r.status(), 400);
-    assert!(r.text().await.expect("body").contains(r#"id="policy-policy_period_interval-error""#));
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains(r#"id="policy-policy_period_interval-error""#));
     let r = ui
-        .post(&group_path, &[("name", "group"), ("policy_period_interval", "15 minutes"), ("policy_update_timeout", "60 minutes"), ("policy_max_updates_per_period", "lots")])
+        .post(
+            &group_path,
+            &[
+                ("name", "group"),
+                ("policy_period_interval", "15 minutes"),
+                ("policy_update_timeout", "60 minutes"),
+                ("policy_max_updates_per_period", "lots"),
+            ],
+        )
         .await;
     assert_eq!(r.status(), 400);
-    let group = app.get_json(&format!("/api/apps/{app_id}/groups/{group_id}")).await;
-    assert_eq!(group["policy_max_updates_per_period"], 1000, "nothing stored");
+    let group = app
+        .get_json(&format!("/api/apps/{app_id}/groups/{group_id}"))
+        .await;
+    assert_eq!(
+        group["policy_max_updates_per_period"], 1000,
+        "nothing stored"
+    );
 
     // Package: bad semver, bad digest; duplicate version is a conflict shown above the form.
     let packages = format!("/ui/apps/{app_id}/packages");
-    let r = ui.post(&packages, &[("type", "4"), ("version", "v1"), ("url", "https://x/")]).await;
-    assert_eq!(r.status(), 400);
-    assert!(r.text().await.expect("body").contains(r#"id="new-package-version-error""#));
     let r = ui
-        .post(&packages, &[("type", "2"), ("version", "2.0.0"), ("url", "https://x/"), ("image_digest", "sha256:nope")])
+        .post(
+            &packages,
+            &[("type", "4"), ("version", "v1"), ("url", "https://x/")],
+        )
         .await;
     assert_eq!(r.status(), 400);
-    assert!(r.text().await.expect("body").contains(r#"id="new-package-image_digest-error""#));
-    let r = ui.post(&packages, &[("type", "4"), ("version", "1.0.0"), ("url", "https://x/")]).await;
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains(r#"id="new-package-version-error""#));
+    let r = ui
+        .post(
+            &packages,
+            &[
+                ("type", "2"),
+                ("version", "2.0.0"),
+                ("url", "https://x/"),
+                ("image_digest", "sha256:nope"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains(r#"id="new-package-image_digest-error""#));
+    let r = ui
+        .post(
+            &packages,
+            &[("type", "4"), ("version", "1.0.0"), ("url", "https://x/")],
+        )
+        .await;
     assert_eq!(r.status(), 400, "duplicate version");
     let list = app.get_json(&format!("/api/apps/{app_id}/packages")).await;
     assert_eq!(list.as_array().map(Vec::len), Some(1));
@@ -999,7 +1277,17 @@ async fn same_rules_as_rest(db: TestDb) {
     // Docker package through the UI shows image and digest.
     let digest = format!("sha256:{}", "ab".repeat(32));
     let r = ui
-        .post(&packages, &[("type", "2"), ("version", "2.0.0"), ("url", "https://registry.example.com/"), ("image_repository", "registry.example.com/shop/web"), ("image_digest", &digest), ("size", "1048576")])
+        .post(
+            &packages,
+            &[
+                ("type", "2"),
+                ("version", "2.0.0"),
+                ("url", "https://registry.example.com/"),
+                ("image_repository", "registry.example.com/shop/web"),
+                ("image_digest", &digest),
+                ("size", "1048576"),
+            ],
+        )
         .await;
     assert_eq!(r.status(), 303);
     let (_, page) = ui.get(&format!("/ui/apps/{app_id}")).await;
@@ -1008,10 +1296,17 @@ async fn same_rules_as_rest(db: TestDb) {
 
     // Blacklist: cannot blacklist the channel that points at the package (REST's 409 rule).
     let r = ui
-        .post(&format!("/ui/apps/{app_id}/packages/{package_id}/blacklist"), &[("channels_blacklist", &channel_id)])
+        .post(
+            &format!("/ui/apps/{app_id}/packages/{package_id}/blacklist"),
+            &[("channels_blacklist", &channel_id)],
+        )
         .await;
     assert_eq!(r.status(), 400);
-    assert!(r.text().await.expect("body").contains("currently points at this package"));
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("currently points at this package"));
     // Blacklisting the new package works, and then it cannot be promoted to that channel.
     let list = app.get_json(&format!("/api/apps/{app_id}/packages")).await;
     let docker_id = list
@@ -1021,15 +1316,27 @@ async fn same_rules_as_rest(db: TestDb) {
         .expect("docker package")
         .to_string();
     let r = ui
-        .post(&format!("/ui/apps/{app_id}/packages/{docker_id}/blacklist"), &[("channels_blacklist", &channel_id)])
+        .post(
+            &format!("/ui/apps/{app_id}/packages/{docker_id}/blacklist"),
+            &[("channels_blacklist", &channel_id)],
+        )
         .await;
     assert_eq!(r.status(), 303);
     let r = ui
-        .post(&format!("/ui/apps/{app_id}/channels/{channel_id}/promote"), &[("package_id", &docker_id)])
+        .post(
+            &format!("/ui/apps/{app_id}/channels/{channel_id}/promote"),
+            &[("package_id", &docker_id)],
+        )
         .await;
     assert_eq!(r.status(), 400, "blacklisted package");
-    let channel = app.get_json(&format!("/api/apps/{app_id}/channels/{channel_id}")).await;
-    assert_eq!(channel["package_id"], package_id.as_str(), "channel unchanged");
+    let channel = app
+        .get_json(&format!("/api/apps/{app_id}/channels/{channel_id}"))
+        .await;
+    assert_eq!(
+        channel["package_id"],
+        package_id.as_str(),
+        "channel unchanged"
+    );
 }
 both_backends!(ui_and_rest_apply_the_same_rules, same_rules_as_rest);
 
@@ -1040,13 +1347,26 @@ async fn not_found_pages(db: TestDb) {
         "/ui/nothing".to_string(),
         format!("/ui/apps/{}", uuid::Uuid::new_v4()),
         "/ui/apps/not-a-uuid".to_string(),
-        format!("/ui/apps/{}/groups/{}", common::COREOS_APP, uuid::Uuid::new_v4()),
+        format!(
+            "/ui/apps/{}/groups/{}",
+            common::COREOS_APP,
+            uuid::Uuid::new_v4()
+        ),
     ] {
         let (status, body) = ui.get(&path).await;
         assert_eq!(status, 404, "{path}");
         assert!(body.contains("Not found"));
     }
-    let r = ui.post(&format!("/ui/apps/{}/groups/{}/pause", common::COREOS_APP, uuid::Uuid::new_v4()), &[]).await;
+    let r = ui
+        .post(
+            &format!(
+                "/ui/apps/{}/groups/{}/pause",
+                common::COREOS_APP,
+                uuid::Uuid::new_v4()
+            ),
+            &[],
+        )
+        .await;
     assert_eq!(r.status(), 404);
     // The seeded CoreOS app renders with its groups.
     let (status, body) = ui.get(&format!("/ui/apps/{}", common::COREOS_APP)).await;
@@ -1061,30 +1381,65 @@ both_backends!(unknown_things_are_404_pages, not_found_pages);
 
 async fn store_methods(db: TestDb) {
     let store = db.store().await;
-    rollbridge::startup::seed(&store, None, T0).await.expect("seed");
-    let admin = store.user_by_name("admin").await.expect("user").expect("admin");
+    rollbridge::startup::seed(&store, None, T0)
+        .await
+        .expect("seed");
+    let admin = store
+        .user_by_name("admin")
+        .await
+        .expect("user")
+        .expect("admin");
     let uid = admin.user.id.clone();
-    store.create_session("h1", &uid, "tok1", T0, T0 + 1000).await.expect("create");
-    store.create_session("h2", &uid, "tok2", T0, T0 + 5000).await.expect("create");
+    store
+        .create_session("h1", &uid, "tok1", T0, T0 + 1000)
+        .await
+        .expect("create");
+    store
+        .create_session("h2", &uid, "tok2", T0, T0 + 5000)
+        .await
+        .expect("create");
     let s = store.session("h1", T0).await.expect("read").expect("live");
     assert_eq!(s.user.username, "admin");
     assert_eq!(s.csrf_token, "tok1");
     assert_eq!(s.expires_ts, T0 + 1000);
-    assert!(store.session("h1", T0 + 1000).await.expect("read").is_none(), "expired");
+    assert!(
+        store
+            .session("h1", T0 + 1000)
+            .await
+            .expect("read")
+            .is_none(),
+        "expired"
+    );
     assert!(store.session("nope", T0).await.expect("read").is_none());
     assert_eq!(store.prune_sessions(T0 + 1000).await.expect("prune"), 1);
-    store.create_session("h3", &uid, "tok3", T0, T0 + 5000).await.expect("create");
-    assert_eq!(store.delete_other_sessions(&uid, "h3").await.expect("others"), 1);
+    store
+        .create_session("h3", &uid, "tok3", T0, T0 + 5000)
+        .await
+        .expect("create");
+    assert_eq!(
+        store
+            .delete_other_sessions(&uid, "h3")
+            .await
+            .expect("others"),
+        1
+    );
     assert!(store.session("h2", T0).await.expect("read").is_none());
     store.delete_session("h3").await.expect("delete");
     assert!(store.session("h3", T0).await.expect("read").is_none());
 
     // Group history and names.
-    let names = store.group_names(rollbridge::domain::seed::DEFAULT_TEAM_ID).await.expect("names");
+    let names = store
+        .group_names(rollbridge::domain::seed::DEFAULT_TEAM_ID)
+        .await
+        .expect("names");
     assert_eq!(names.len(), 3);
     assert!(names.iter().all(|(_, app, _, _)| app == "CoreOS"));
     let group = rollbridge::domain::seed::STABLE_GROUP_ID;
-    assert!(store.group_history(group, 0, 10).await.expect("history").is_empty());
+    assert!(store
+        .group_history(group, 0, 10)
+        .await
+        .expect("history")
+        .is_empty());
     let mut tx = store.begin().await.expect("tx");
     rollbridge::store::rollout::register(
         &mut tx,
@@ -1108,18 +1463,44 @@ async fn store_methods(db: TestDb) {
         app_id: common::COREOS_APP,
         group_id: group,
     };
-    let steps = [(None, UpdateGranted), (Some(UpdateGranted), Downloading), (Some(Downloading), Complete)];
+    let steps = [
+        (None, UpdateGranted),
+        (Some(UpdateGranted), Downloading),
+        (Some(Downloading), Complete),
+    ];
     for (i, (current, status)) in steps.into_iter().enumerate() {
-        rollbridge::store::rollout::set_status(&mut tx, key, current, status, "2.0.0", "", false, None, T0 + i as i64)
-            .await
-            .expect("status");
+        rollbridge::store::rollout::set_status(
+            &mut tx,
+            key,
+            current,
+            status,
+            "2.0.0",
+            "",
+            false,
+            None,
+            T0 + i as i64,
+        )
+        .await
+        .expect("status");
     }
     tx.commit().await.expect("commit");
     let history = store.group_history(group, T0, 10).await.expect("history");
-    assert_eq!(history.iter().map(|p| p.status).collect::<Vec<_>>(), vec![2, 7, 4], "oldest first");
+    assert_eq!(
+        history.iter().map(|p| p.status).collect::<Vec<_>>(),
+        vec![2, 7, 4],
+        "oldest first"
+    );
     assert_eq!(history[2].version, "2.0.0");
     let newest = store.group_history(group, T0, 2).await.expect("history");
-    assert_eq!(newest.iter().map(|p| p.status).collect::<Vec<_>>(), vec![7, 4], "the newest when limited");
-    assert!(store.group_history(group, T0 + 10, 10).await.expect("history").is_empty());
+    assert_eq!(
+        newest.iter().map(|p| p.status).collect::<Vec<_>>(),
+        vec![7, 4],
+        "the newest when limited"
+    );
+    assert!(store
+        .group_history(group, T0 + 10, 10)
+        .await
+        .expect("history")
+        .is_empty());
 }
 both_backends!(dashboard_store_methods, store_methods);

@@ -14,7 +14,10 @@ pub struct DashboardArgs {
     )]
     pub session_minutes: u32,
     /// Mark the session cookie `Secure` (send it over HTTPS only). Turn on behind TLS.
-    #[arg(long = "dashboard-secure-cookie", env = "ROLLBRIDGE_DASHBOARD_SECURE_COOKIE")]
+    #[arg(
+        long = "dashboard-secure-cookie",
+        env = "ROLLBRIDGE_DASHBOARD_SECURE_COOKIE"
+    )]
     pub secure_cookie: bool,
     /// Seconds between refreshes of a page's live parts (0 turns polling off).
     #[arg(

@@ -80,7 +80,11 @@ impl Store {
     }
 
     /// Ends every session of a user except `keep` (after a password change).
-    pub async fn delete_other_sessions(&self, user_id: &str, keep: &str) -> Result<u64, StoreError> {
+    pub async fn delete_other_sessions(
+        &self,
+        user_id: &str,
+        keep: &str,
+    ) -> Result<u64, StoreError> {
         self.db()
             .exec(
                 "DELETE FROM dashboard_sessions WHERE user_id = ? AND id_hash <> ?",

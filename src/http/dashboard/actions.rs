@@ -204,10 +204,12 @@ async fn create_package(ctx: Ctx, raw: &str, form: Form) -> Result<Response, UiE
         size: form.text("size"),
         hash: form.get("hash").map(|v| v.trim().to_string()),
         channels_blacklist: None,
-        coreos_action: form.text("coreos_action.sha256").map(|sha256| CoreosActionInput {
-            sha256: Some(sha256),
-            ..Default::default()
-        }),
+        coreos_action: form
+            .text("coreos_action.sha256")
+            .map(|sha256| CoreosActionInput {
+                sha256: Some(sha256),
+                ..Default::default()
+            }),
         image_repository: form.get("image_repository").map(|v| v.trim().to_string()),
         image_digest: form.get("image_digest").map(|v| v.trim().to_string()),
     };
@@ -236,12 +238,7 @@ async fn create_group(ctx: Ctx, raw: &str, form: Form) -> Result<Response, UiErr
         ..Default::default()
     };
     let result = match input.validate(None) {
-        Ok(fields) => split(
-            ctx.state
-                .store
-                .create_group(&app, &fields, ctx.now())
-                .await,
-        )?,
+        Ok(fields) => split(ctx.state.store.create_group(&app, &fields, ctx.now()).await)?,
         Err(e) => Err(e.into()),
     };
     match result {
@@ -336,9 +333,8 @@ async fn policy(ctx: Ctx, raw: &str, group: &str, form: Form) -> Result<Response
         app: app.clone(),
         group: group_id.clone(),
     };
-    let numbers = number(&form, "policy_max_updates_per_period").and_then(|max| {
-        number(&form, "policy_poll_interval").map(|poll| (max, poll))
-    });
+    let numbers = number(&form, "policy_max_updates_per_period")
+        .and_then(|max| number(&form, "policy_poll_interval").map(|poll| (max, poll)));
     let (max, poll) = match numbers {
         Ok(v) => v,
         Err(e) => return again(&ctx, route, "policy", form, e).await,

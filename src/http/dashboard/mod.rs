@@ -404,11 +404,8 @@ fn to_login(path: &str) -> Response {
 
 /// The query string, empty when absent.
 fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
-    warp::query::raw()
-        .or(warp::any().map(String::new))
-        .unify()
+    warp::query::raw().or(warp::any().map(String::new)).unify()
 }
-
 
 /// A dashboard page (GET).
 #[derive(Debug, Clone, PartialEq, Eq)]

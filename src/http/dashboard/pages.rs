@@ -261,7 +261,11 @@ async fn app_page(ctx: &Ctx, raw: &str, fs: Option<&FormState>) -> Result<Page, 
         @if groups.is_empty() { p.empty { "No groups yet." } } @else { (groups_table(&app.id, &groups)) }
     };
     let base = app_url(&app.id);
-    let fg = F::new("new-group", fs, &["name", "description", "channel_id", "track"]);
+    let fg = F::new(
+        "new-group",
+        fs,
+        &["name", "description", "channel_id", "track"],
+    );
     let fc = F::new("new-channel", fs, &["name", "color", "package_id"]);
     let fp = F::new(
         "new-package",
@@ -494,7 +498,9 @@ async fn group_page(
         Some("30d") => ("30d", 30 * DAY),
         _ => ("7d", 7 * DAY),
     };
-    let history = store.group_history(&group.id, now - range_ms, 20_000).await?;
+    let history = store
+        .group_history(&group.id, now - range_ms, 20_000)
+        .await?;
 
     // Instance table filters (the same ones the REST API offers).
     let search = q.text("search");
@@ -601,9 +607,17 @@ async fn group_page(
     };
 
     let mut status_options = vec![(String::new(), "any".to_string())];
-    status_options.extend((1..=8).filter_map(InstanceStatus::from_code).map(|s| (s.code().to_string(), s.label().to_string())));
+    status_options.extend(
+        (1..=8)
+            .filter_map(InstanceStatus::from_code)
+            .map(|s| (s.code().to_string(), s.label().to_string())),
+    );
     let mut version_options = vec![(String::new(), "any".to_string())];
-    version_options.extend(breakdown.iter().map(|v| (v.version.clone(), v.version.clone())));
+    version_options.extend(
+        breakdown
+            .iter()
+            .map(|v| (v.version.clone(), v.version.clone())),
+    );
     let fq = F::new("filter", None, &[]);
 
     let fields = [
@@ -823,9 +837,7 @@ async fn activity(ctx: &Ctx, q: &Form) -> Result<Page, UiError> {
     let apps = store.list_apps(ctx.team()).await?;
     let groups = store.group_names(ctx.team()).await?;
     let mut errors = Vec::new();
-    let app = q
-        .text("app")
-        .and_then(|a| normalize_uuid("app", &a).ok());
+    let app = q.text("app").and_then(|a| normalize_uuid("app", &a).ok());
     let group = q
         .text("group")
         .and_then(|g| normalize_uuid("group", &g).ok());

@@ -9,7 +9,10 @@ use crate::domain::{InstanceStatus, InstancesStats, Severity};
 
 /// The page shell: head, skip link, header with navigation and logout, main content.
 pub fn layout(ctx: &Ctx, title: &str, active: &str, content: Markup) -> Markup {
-    let nav = [("Overview", "/ui/", "overview"), ("Activity", "/ui/activity", "activity")];
+    let nav = [
+        ("Overview", "/ui/", "overview"),
+        ("Activity", "/ui/activity", "activity"),
+    ];
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -175,7 +178,14 @@ impl<'a> F<'a> {
     }
 
     /// A labelled input with its inline error.
-    pub fn input(&self, name: &str, label: &str, kind: &str, default: &str, extra: Markup) -> Markup {
+    pub fn input(
+        &self,
+        name: &str,
+        label: &str,
+        kind: &str,
+        default: &str,
+        extra: Markup,
+    ) -> Markup {
         self.input_with(name, label, kind, default, None, extra)
     }
 
@@ -226,7 +236,13 @@ impl<'a> F<'a> {
     }
 
     /// A select of (value, label) options.
-    pub fn select(&self, name: &str, label: &str, options: &[(String, String)], default: &str) -> Markup {
+    pub fn select(
+        &self,
+        name: &str,
+        label: &str,
+        options: &[(String, String)],
+        default: &str,
+    ) -> Markup {
         let id = self.input_id(name);
         let current = self.value(name, default);
         let error = self.error(name);
@@ -337,7 +353,9 @@ pub fn progress(s: &InstancesStats) -> i64 {
 }
 
 pub fn severity_name(code: i64) -> &'static str {
-    Severity::from_code(code).map(Severity::name).unwrap_or("info")
+    Severity::from_code(code)
+        .map(Severity::name)
+        .unwrap_or("info")
 }
 
 pub fn activity_class(code: i64) -> &'static str {
@@ -364,7 +382,6 @@ pub fn dot(color: &str) -> Markup {
 pub fn live(id: &str, content: Markup) -> Markup {
     html! { div id=(id) data-live aria-live="polite" { (content) } }
 }
-
 
 #[cfg(test)]
 mod tests {
