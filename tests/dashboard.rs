@@ -1154,6 +1154,42 @@ async fn instance_and_activity(db: TestDb) {
 }
 both_backends!(instance_and_activity_pages, instance_and_activity);
 
+async fn activity_paging(db: TestDb) {
+    let app = spawn(db, &[]).await;
+    let (app_id, channel_id, _, first) = app.setup_rollout("1.0.0", json!({})).await;
+    let second: Value = app
+        .post_json(
+            &format!("/api/apps/{app_id}/packages"),
+            json!({"type": 4, "version": "1.1.0", "url": "https://x/"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("package");
+    let second = second["id"].as_str().expect("id").to_string();
+    // Every promotion is one ChannelPackageUpdated entry: 1 from the setup + 54 here.
+    for i in 0..54 {
+        app.clock.advance_ms(1000);
+        let target = if i % 2 == 0 { &second } else { &first };
+        let r = app
+            .put_json(
+                &format!("/api/apps/{app_id}/channels/{channel_id}"),
+                json!({"package_id": target}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let ui = Ui::login(&app).await;
+    let entries = |body: &str| body.matches("ChannelPackageUpdated").count();
+    let (_, page1) = ui.get(&format!("/ui/activity?app={app_id}")).await;
+    assert_eq!(entries(&page1), 50);
+    assert!(page1.contains("Older"));
+    let (_, page2) = ui.get(&format!("/ui/activity?app={app_id}&page=2")).await;
+    assert_eq!(entries(&page2), 5);
+    assert!(page2.contains("Newer") && !page2.contains("Older"));
+}
+both_backends!(activity_is_paged, activity_paging);
+
 /// The dashboard and the REST API reject the same input with the same message and store nothing.
 async fn same_rules_as_rest(db: TestDb) {
     let app = spawn(db, &[]).await;

@@ -699,7 +699,6 @@ async fn group_page(
                     (fp.input("policy_update_timeout", "Update timeout", "text", &group.policy_update_timeout, html! { small.hint { "e.g. 60 minutes" } }))
                     (fp.input("policy_poll_interval", "Client poll interval (seconds, 0 = client default)", "number", &group.policy_poll_interval.to_string(), no_hint()))
                 }
-                input type="hidden" name="policy_form" value="1";
                 datalist #timezones {
                     @for tz in chrono_tz::TZ_VARIANTS.iter() { option value=(tz.name()) {} }
                 }
@@ -859,27 +858,20 @@ async fn activity(ctx: &Ctx, q: &Form) -> Result<Page, UiError> {
         .and_then(|p| p.parse::<i64>().ok())
         .unwrap_or(1)
         .clamp(1, 1_000_000);
-    let mut entries = store
-        .list_activity(&ActivityFilter {
-            team_id: ctx.team().to_string(),
-            app_id: app.clone(),
-            group_id: group.clone(),
-            severity,
-            start_ms: from,
-            end_ms: to,
-            page: 1,
-            // One extra row tells whether there is a next page.
-            per_page: ACTIVITY_PER_PAGE * page_no + 1,
-            ..Default::default()
-        })
-        .await?;
-    let skip = ((page_no - 1) * ACTIVITY_PER_PAGE) as usize;
-    let has_next = entries.len() > skip + ACTIVITY_PER_PAGE as usize;
-    entries = entries
-        .into_iter()
-        .skip(skip)
-        .take(ACTIVITY_PER_PAGE as usize)
-        .collect();
+    let filter = ActivityFilter {
+        team_id: ctx.team().to_string(),
+        app_id: app.clone(),
+        group_id: group.clone(),
+        severity,
+        start_ms: from,
+        end_ms: to,
+        page: page_no,
+        per_page: ACTIVITY_PER_PAGE,
+        ..Default::default()
+    };
+    let entries = store.list_activity(&filter).await?;
+    // A full page may have a successor; the next page says "No activity" if it had not.
+    let has_next = entries.len() as i64 == ACTIVITY_PER_PAGE;
     let query_for = |page: i64| {
         let mut parts = Vec::new();
         for key in ["app", "group", "severity", "from", "to"] {
