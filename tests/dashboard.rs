@@ -1376,6 +1376,51 @@ async fn same_rules_as_rest(db: TestDb) {
 }
 both_backends!(ui_and_rest_apply_the_same_rules, same_rules_as_rest);
 
+/// Oversized and malformed form bodies: a clear 4xx, never a 5xx, nothing stored.
+async fn hostile_forms(db: TestDb) {
+    let app = spawn(db, &[]).await;
+    let ui = Ui::login(&app).await;
+    let huge = "x".repeat(300 * 1024);
+    let r = ui
+        .post("/ui/apps", &[("name", "huge"), ("description", &huge)])
+        .await;
+    assert_eq!(r.status(), 400, "oversized form");
+    let garbage: Vec<u8> = b"name=%ZZ%&%%%=&csrf="
+        .iter()
+        .copied()
+        .chain(ui.csrf.bytes())
+        .chain(b"&description=%FF%FE\x00".iter().copied())
+        .collect();
+    let r = ui
+        .client
+        .post(format!("{}/ui/apps", ui.base))
+        .header("cookie", &ui.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(garbage)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 303, "undecodable escapes are kept as text");
+    let r = ui.post("/ui/apps", &[("name", &"n".repeat(51))]).await;
+    assert_eq!(r.status(), 400, "too long a name");
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("longer than 50 characters"));
+    let names = app_names(&app).await;
+    assert!(names.contains(&"%ZZ%".to_string()), "{names:?}");
+    assert!(!names.contains(&"huge".to_string()));
+    assert!(!names.iter().any(|n| n.starts_with("nnnn")));
+    let r = ui
+        .post("/ui/apps/not-a-uuid/groups", &[("name", "g")])
+        .await;
+    assert_eq!(r.status(), 404);
+    let r = ui.post("/ui/nothing/here", &[]).await;
+    assert_eq!(r.status(), 404);
+}
+both_backends!(hostile_forms_are_refused_cleanly, hostile_forms);
+
 async fn not_found_pages(db: TestDb) {
     let app = spawn(db, &[]).await;
     let ui = Ui::login(&app).await;

@@ -44,3 +44,38 @@ impl DashboardArgs {
         i64::from(self.session_minutes) * 60_000
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        dashboard: super::DashboardArgs,
+    }
+
+    #[test]
+    fn defaults_match_default_and_ranges_are_enforced() {
+        let parsed = Probe::try_parse_from(["probe"]).unwrap().dashboard;
+        let default = super::DashboardArgs::default();
+        assert_eq!(parsed.session_minutes, default.session_minutes);
+        assert_eq!(parsed.refresh_seconds, default.refresh_seconds);
+        assert!(!parsed.secure_cookie);
+        assert_eq!(default.session_ms(), 12 * 3_600_000);
+        let set = Probe::try_parse_from([
+            "probe",
+            "--dashboard-session-minutes",
+            "30",
+            "--dashboard-secure-cookie",
+            "--dashboard-refresh-seconds",
+            "0",
+        ])
+        .unwrap()
+        .dashboard;
+        assert_eq!(set.session_ms(), 1_800_000);
+        assert!(set.secure_cookie);
+        assert_eq!(set.refresh_seconds, 0);
+        assert!(Probe::try_parse_from(["probe", "--dashboard-session-minutes", "0"]).is_err());
+    }
+}

@@ -189,7 +189,10 @@ fn groups_table(app_id: &str, groups: &[Group]) -> Markup {
                             }
                             td {
                                 @match &g.channel {
-                                    Some(c) => { (dot(&c.color)) " " (c.name) " " span.version { (channel_version(g).unwrap_or("no package")) } }
+                                    Some(c) => {
+                                        (dot(&c.color)) " " (c.name) " "
+                                        @match channel_version(g) { Some(v) => { span.version { (v) } } None => { span.muted { "no package" } } }
+                                    }
                                     None => { span.muted { "none" } }
                                 }
                             }
@@ -550,7 +553,10 @@ async fn group_page(
     let summary = html! {
         div.stats {
             div.stat { span.big { (stats.total) } " active instances" }
-            div.stat { span.big { (views::progress(&stats)) "%" } " on " span.version { (channel_version(&group).unwrap_or("no package")) } }
+            div.stat {
+                span.big { (views::progress(&stats)) "%" }
+                @match channel_version(&group) { Some(v) => { " on " span.version { (v) } } None => { " (no package on the channel)" } }
+            }
             @for (key, label, n) in views::status_counts(&stats) {
                 div class=(format!("stat st-{key}")) { span.big { (n) } " " (label) }
             }
