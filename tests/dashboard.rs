@@ -221,7 +221,7 @@ async fn browser() -> Option<(Client, tempfile::TempDir)> {
 
 /// Waits until the browser's path (and query) satisfies `ok`; returns it.
 async fn wait_path(c: &Client, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    for _ in 0..100 {
+    for _ in 0..300 {
         if let Ok(url) = c.current_url().await {
             let path = match url.query() {
                 Some(q) => format!("{}?{q}", url.path()),
@@ -241,7 +241,7 @@ async fn wait_path(c: &Client, what: &str, ok: impl Fn(&str) -> bool) -> String 
 
 async fn text_of(c: &Client, css: &str) -> String {
     c.wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(Duration::from_secs(30))
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))
@@ -339,7 +339,7 @@ async fn ui_rollout_story(db: TestDb) {
     fill(&c, "#new-package-hash", "aGFzaA==").await;
     click(&c, "#new-package button[type=submit]").await;
     c.wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(Duration::from_secs(30))
         .for_element(Locator::Css("table.packages tbody tr"))
         .await
         .expect("package row");
@@ -350,7 +350,7 @@ async fn ui_rollout_story(db: TestDb) {
     click(&c, "#new-channel button[type=submit]").await;
     let promote = c
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(Duration::from_secs(30))
         .for_element(Locator::Css("form[id^='promote-']"))
         .await
         .expect("promote form");
@@ -397,7 +397,7 @@ async fn ui_rollout_story(db: TestDb) {
     );
     // ...and the open group page shows it without a reload (live refresh).
     let mut granted = String::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         granted = text_of(&c, ".stat.st-update_granted .big").await;
         if granted == "1" {
             break;
@@ -410,7 +410,7 @@ async fn ui_rollout_story(db: TestDb) {
     // Pause from the group page: the next check is denied; resume: granted again.
     click(&c, "#pause").await;
     c.wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(Duration::from_secs(30))
         .for_element(Locator::Css("#resume"))
         .await
         .expect("resume button after pausing");
@@ -419,7 +419,7 @@ async fn ui_rollout_story(db: TestDb) {
     assert_eq!(answer.0, "error-updatesDisabled");
     click(&c, "#resume").await;
     c.wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(Duration::from_secs(30))
         .for_element(Locator::Css("#pause"))
         .await
         .expect("pause button after resuming");
