@@ -59,7 +59,7 @@ impl App {
             .await
             .with_context(|| format!("binding {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let mut state = AppState::new(
+        let state = AppState::new(
             store,
             clock,
             OmahaOptions {
@@ -67,10 +67,12 @@ impl App {
             },
             args.max_body_bytes,
         );
-        state.dashboard = std::sync::Arc::new(args.dashboard.clone());
         Ok(Self {
             addr,
-            state,
+            state: AppState {
+                dashboard: std::sync::Arc::new(args.dashboard.clone()),
+                ..state
+            },
             args: args.clone(),
             listener,
         })
