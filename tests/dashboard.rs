@@ -239,15 +239,21 @@ async fn wait_path(c: &Client, what: &str, ok: impl Fn(&str) -> bool) -> String 
     );
 }
 
+/// The text of the first element matching `css`, waiting for it to exist. Live regions are
+/// replaced while the page is open, so a stale element is looked up again.
 async fn text_of(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .expect("text")
+    let mut last_error = String::new();
+    for _ in 0..300 {
+        match c.find(Locator::Css(css)).await {
+            Ok(el) => match el.text().await {
+                Ok(text) => return text,
+                Err(e) => last_error = e.to_string(),
+            },
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css}: {last_error}");
 }
 
 async fn fill(c: &Client, css: &str, value: &str) {
@@ -266,6 +272,34 @@ async fn click(c: &Client, css: &str) {
         .click()
         .await
         .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// Clicks a submit button and waits until the browser shows the next document (the POST's
+/// redirect target), even when that is the same URL as before.
+async fn submit(c: &Client, css: &str) {
+    c.execute(
+        "document.body.setAttribute('data-before-submit', '1');",
+        vec![],
+    )
+    .await
+    .expect("mark the page");
+    click(c, css).await;
+    for _ in 0..300 {
+        let fresh = c
+            .execute(
+                "return document.readyState === 'complete' && document.body !== null \
+                 && !document.body.hasAttribute('data-before-submit');",
+                vec![],
+            )
+            .await
+            .map(|v| v.as_bool() == Some(true))
+            .unwrap_or(false);
+        if fresh {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("submitting {css} never loaded a new page");
 }
 
 /// Opens a `<details>` by its summary text.
@@ -356,7 +390,7 @@ async fn ui_rollout_story(db: TestDb) {
         .expect("promote form");
     let promote_id = promote.attr("id").await.expect("id").expect("has id");
     select_label(&c, &format!("#{promote_id} select"), "1.2.0").await;
-    click(&c, &format!("#{promote_id} button[type=submit]")).await;
+    submit(&c, &format!("#{promote_id} button[type=submit]")).await;
     wait_path(&c, "the application page again", |p| p == path).await;
     let channels: Value = app.get_json(&format!("/api/apps/{app_id}/channels")).await;
     assert_eq!(
@@ -380,7 +414,7 @@ async fn ui_rollout_story(db: TestDb) {
         safe.click().await.expect("uncheck safe mode");
     }
     fill(&c, "#policy-policy_max_updates_per_period", "10").await;
-    click(&c, "#policy-form button[type=submit]").await;
+    submit(&c, "#policy-form button[type=submit]").await;
     wait_path(&c, "the group page", |p| p == group_path).await;
     let group = app
         .get_json(&format!("/api/apps/{app_id}/groups/{group_id}"))
@@ -490,7 +524,7 @@ async fn ui_invalid_input_shows_inline_errors_and_stores_nothing() {
     open(&c, "New package").await;
     fill(&c, "#new-package-version", "1.2").await;
     fill(&c, "#new-package-url", "https://pkgs.example.com/").await;
-    click(&c, "#new-package button[type=submit]").await;
+    submit(&c, "#new-package button[type=submit]").await;
     let error = text_of(&c, "#new-package-version-error").await;
     assert!(
         error.contains("semver") || error.contains("version"),
@@ -526,7 +560,7 @@ async fn ui_invalid_input_shows_inline_errors_and_stores_nothing() {
     }
     fill(&c, "#policy-policy_timezone", "Mars/Olympus_Mons").await;
     fill(&c, "#policy-policy_max_updates_per_period", "3").await;
-    click(&c, "#policy-form button[type=submit]").await;
+    submit(&c, "#policy-form button[type=submit]").await;
     let error = text_of(&c, "#policy-policy_timezone-error").await;
     assert!(error.to_lowercase().contains("timezone"), "{error}");
     let group = app
@@ -555,7 +589,7 @@ async fn ui_pages_require_login_in_chromium() {
     assert!(path.contains("next=%2Fui%2Factivity"), "{path}");
     fill(&c, "#username", "admin").await;
     fill(&c, "#password", "wrong").await;
-    click(&c, "form[action='/ui/login'] button[type=submit]").await;
+    submit(&c, "form[action='/ui/login'] button[type=submit]").await;
     assert!(text_of(&c, "#login-error").await.contains("Wrong"));
     fill(&c, "#password", "admin").await;
     click(&c, "form[action='/ui/login'] button[type=submit]").await;

@@ -5,6 +5,9 @@
   var seconds = parseInt(document.body.getAttribute("data-refresh") || "0", 10);
   if (!seconds || !window.fetch || !document.querySelector("[data-live]")) return;
   var busy = false;
+  // The last HTML the server sent per region: compared instead of innerHTML, which the browser
+  // re-serialises differently, so an unchanged region is never rebuilt.
+  var last = {};
   function liveUrl() {
     var url = new URL(window.location.href);
     url.searchParams.set("live", "1");
@@ -25,8 +28,9 @@
         if (!data || !data.parts) return;
         Object.keys(data.parts).forEach(function (id) {
           var el = document.getElementById(id);
-          if (!el || (active && el.contains(active))) return;
-          if (el.innerHTML !== data.parts[id]) el.innerHTML = data.parts[id];
+          if (!el || (active && el.contains(active)) || last[id] === data.parts[id]) return;
+          if (last[id] !== undefined || el.innerHTML !== data.parts[id]) el.innerHTML = data.parts[id];
+          last[id] = data.parts[id];
         });
         document.body.setAttribute("data-refreshed", String(Date.now()));
       })
