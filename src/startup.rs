@@ -73,7 +73,10 @@ impl App {
         );
         Ok(Self {
             addr,
-            state,
+            state: AppState {
+                dashboard: std::sync::Arc::new(args.dashboard.clone()),
+                ..state
+            },
             args: args.clone(),
             listener,
         })

@@ -41,6 +41,8 @@ pub struct AppState {
     pub clock: Clock,
     pub omaha: Arc<OmahaOptions>,
     pub max_body_bytes: usize,
+    /// Dashboard options (sessions, cookie flags, refresh interval).
+    pub dashboard: Arc<crate::config::DashboardArgs>,
     pub credentials: Arc<CredentialCache>,
     pub metrics: Arc<metrics::Metrics>,
     /// Woken after a release was promoted to a channel (the embedded agent checks at once).
@@ -62,6 +64,7 @@ impl AppState {
             clock,
             omaha: Arc::new(omaha),
             max_body_bytes,
+            dashboard: Arc::new(crate::config::DashboardArgs::default()),
             credentials: Arc::new(CredentialCache::default()),
             metrics: Arc::new(metrics::Metrics::new()),
             promotions: Arc::new(tokio::sync::Notify::new()),

@@ -31,6 +31,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../../db/sqlite/0003_artifactory.sql"),
     },
     Migration {
+        version: 4,
+        name: "dashboard",
+        sql: include_str!("../../db/sqlite/0004_dashboard.sql"),
+    },
+    Migration {
         version: 5,
         name: "sync",
         sql: include_str!("../../db/sqlite/0005_sync.sql"),
@@ -52,6 +57,11 @@ pub const MYSQL: &[Migration] = &[
         version: 3,
         name: "artifactory",
         sql: include_str!("../../db/mysql/0003_artifactory.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "dashboard",
+        sql: include_str!("../../db/mysql/0004_dashboard.sql"),
     },
     Migration {
         version: 5,

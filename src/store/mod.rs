@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod apps;
 pub mod artifactory;
+pub mod dashboard;
 pub mod db;
 pub mod floors;
 pub mod groups;
