@@ -372,27 +372,42 @@ async fn create_docker_package(app: &TestApp, app_id: &str, image: &TestImage) -
     body["id"].as_str().expect("package id").to_string()
 }
 
-/// Publishes a release the way a webhook ends up doing it: a Docker package through the REST
-/// API, the channel moved to it, and the promotion signal the embedded agent waits on.
+/// Publishes a release as CI would: a signed generic webhook (GitHub's HMAC scheme) to a binding
+/// of the rollout's application that promotes to its channel. The server's ingest creates the
+/// Docker package and wakes the embedded agent.
 async fn publish_release(app: &TestApp, rollout: &Rollout, image: &TestImage) {
-    let package_id = create_docker_package(app, &rollout.app_id, image).await;
-    let channel = app
-        .get_json(&format!(
-            "/api/apps/{}/channels/{}",
-            rollout.app_id, rollout.channel_id
-        ))
-        .await;
+    const HOOK: &str = "agent-tests";
+    const SECRET: &str = "agent-webhook-secret-0123456789";
     let r = app
-        .put_json(
-            &format!(
-                "/api/apps/{}/channels/{}",
-                rollout.app_id, rollout.channel_id
-            ),
-            json!({"name": channel["name"], "color": channel["color"], "package_id": package_id}),
+        .post_json(
+            &format!("/api/apps/{}/bindings", rollout.app_id),
+            json!({"kind": "generic", "match": HOOK, "channel_id": rollout.channel_id, "secret": SECRET}),
         )
         .await;
-    assert!(r.status().is_success(), "promote: {}", r.status());
-    app.state.promotions.notify_waiters();
+    assert!(
+        r.status().is_success() || r.status() == 409,
+        "binding: {}",
+        r.status()
+    );
+    let body = serde_json::to_vec(&json!({
+        "version": image.version,
+        "image": format!("{}:{}@{}", image.repo, image.version, image.digest),
+    }))
+    .expect("json");
+    let signature = rollbridge::sources::generic::sign(SECRET.as_bytes(), &body);
+    let r = app
+        .client
+        .post(app.url(&format!("/v1.0/hooks/generic/{HOOK}")))
+        .header("x-hub-signature-256", signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("webhook");
+    let status = r.status();
+    let report: Value = r.json().await.expect("webhook report");
+    assert_eq!(status, 200, "webhook: {report}");
+    assert_eq!(report["outcome"], "promoted", "webhook: {report}");
 }
 
 /// Waits up to `secs` for `cond`, re-sending the promotion signal every second (as a webhook
