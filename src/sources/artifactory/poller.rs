@@ -511,6 +511,9 @@ impl Poller {
             self.state.now(),
         )
         .await?;
+        self.state
+            .metrics
+            .observe_release("artifactory", ingested.outcome.as_str());
         report.outcome = Some(ingested.outcome.as_str().to_string());
         report.package_id = ingested.results.iter().find_map(|r| r.package_id.clone());
         report.message = ingested.message.clone();
