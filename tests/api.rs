@@ -2800,3 +2800,43 @@ async fn instances_ids(t: &TestApp, path: &str) -> Vec<String> {
         .map(|i| s(&i["id"]).to_string())
         .collect()
 }
+
+/// A JSON type error names the field it is about, and nothing is stored.
+async fn type_errors_name_the_field(db: TestDb) {
+    let app = spawn_app(db).await;
+    let r = app
+        .post_json(
+            &format!("/api/apps/{COREOS_APP}/groups"),
+            json!({"name": "typed", "track": "typed", "policy_max_updates_per_period": "many"}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let message = r.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("policy_max_updates_per_period"),
+        "{message}"
+    );
+    let groups = app
+        .get_json(&format!("/api/apps/{COREOS_APP}/groups"))
+        .await;
+    assert!(groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|g| g["name"] != "typed"));
+    let r = app.post_json("/api/apps", json!({"name": "x"})).await;
+    assert_eq!(r.status(), 201);
+    let r = app
+        .client
+        .post(app.url("/api/apps"))
+        .basic_auth("admin", Some("admin"))
+        .body(r#"{"name": "y"} trailing"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+both_backends!(json_type_errors, type_errors_name_the_field);

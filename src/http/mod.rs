@@ -124,9 +124,23 @@ pub fn json_body<T: serde::de::DeserializeOwned + Send>(
 ) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     limited_body(limit).and_then(|body: Result<Bytes, usize>| async move {
         let body = body.map_err(|n| warp::reject::custom(ApiError::TooLarge(n)))?;
-        serde_json::from_slice::<T>(&body).map_err(|e| {
-            warp::reject::custom(ApiError::Invalid(format!("malformed JSON body: {e}")))
-        })
+        // The path names the offending field (`policy_max_updates_per_period: invalid type ...`).
+        let mut de = serde_json::Deserializer::from_slice(&body);
+        let parsed = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            if path.is_empty() || path == "." {
+                format!("malformed JSON body: {}", e.inner())
+            } else {
+                format!("malformed JSON body: {path}: {}", e.inner())
+            }
+        });
+        parsed
+            .and_then(|value| {
+                de.end()
+                    .map(|()| value)
+                    .map_err(|e| format!("malformed JSON body: {e}"))
+            })
+            .map_err(|message| warp::reject::custom(ApiError::Invalid(message)))
     })
 }
 
