@@ -45,10 +45,7 @@ async fn main() -> anyhow::Result<()> {
                     database,
                 },
         } => {
-            let store = Store::open(&database.database_url)
-                .await
-                .context("opening the database")?;
-            rollbridge::startup::seed(&store, None, chrono::Utc::now().timestamp_millis()).await?;
+            let store = open_seeded(&database.database_url).await?;
             let password = match password {
                 Some(p) => p,
                 None => {
@@ -96,10 +93,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             user,
             database,
         } => {
-            let store = Store::open(&database.database_url)
-                .await
-                .context("opening the database")?;
-            rollbridge::startup::seed(&store, None, chrono::Utc::now().timestamp_millis()).await?;
+            let store = open_seeded(&database.database_url).await?;
             let owner = store
                 .user_by_name(&user)
                 .await?
@@ -215,11 +209,7 @@ async fn binding_command(command: BindingCommand) -> anyhow::Result<()> {
             secret,
             database,
         } => {
-            let store = Store::open(&database.database_url)
-                .await
-                .context("opening the database")?;
-            // First-start data (the CoreOS application) exists even before the first `serve`.
-            rollbridge::startup::seed(&store, None, chrono::Utc::now().timestamp_millis()).await?;
+            let store = open_seeded(&database.database_url).await?;
             let application = store
                 .app_by_id_or_name(&app)
                 .await?
@@ -276,4 +266,12 @@ async fn binding_command(command: BindingCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Opens (and migrates) the database and makes sure first-start data exists (the `admin` user,
+/// the CoreOS application), so CLI commands work before the first `serve`.
+async fn open_seeded(url: &str) -> anyhow::Result<Store> {
+    let store = Store::open(url).await.context("opening the database")?;
+    rollbridge::startup::seed(&store, None, chrono::Utc::now().timestamp_millis()).await?;
+    Ok(store)
 }

@@ -23,51 +23,12 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
-    /// Parses a reference; None for empty or obviously malformed input.
+    /// Parses a reference; None for empty or malformed input (the same rules as the sources use).
     pub fn parse(reference: &str) -> Option<Self> {
-        let reference = reference.trim();
-        if reference.is_empty() || reference.len() > 512 || reference.contains(char::is_whitespace)
-        {
-            return None;
-        }
-        let (rest, digest) = match reference.split_once('@') {
-            Some((rest, digest)) => (rest, Some(digest.to_string())),
-            None => (reference, None),
-        };
-        if let Some(d) = &digest {
-            if !valid_digest(d) {
-                return None;
-            }
-        }
-        // A ':' after the last '/' is a tag; before it, a registry port.
-        let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
-        let (repository, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (
-                &rest[..last_slash + i],
-                Some(rest[last_slash + i + 1..].to_string()),
-            ),
-            None => (rest, None),
-        };
-        if repository.is_empty() || tag.as_deref() == Some("") {
-            return None;
-        }
-        if !repository
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b))
-        {
-            return None;
-        }
-        if let Some(t) = &tag {
-            if t.len() > 128
-                || !t
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            {
-                return None;
-            }
-        }
+        let (repository, tag, digest) =
+            crate::domain::release::parse_image_reference(reference).ok()?;
         Some(Self {
-            repository: repository.to_string(),
+            repository,
             tag,
             digest,
         })
@@ -98,13 +59,6 @@ impl ImageRef {
     /// The registry host, or None for Docker Hub.
     pub fn registry(&self) -> Option<&str> {
         registry_of(&self.repository)
-    }
-}
-
-fn valid_digest(d: &str) -> bool {
-    match d.strip_prefix("sha256:") {
-        Some(hex) => hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
-        None => false,
     }
 }
 

@@ -418,9 +418,20 @@ pub fn parse_image_reference(
     if repository.is_empty() || repository.ends_with('/') || repository.starts_with('/') {
         return Err(format!("{reference:?} has no repository"));
     }
+    if !repository
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b))
+    {
+        return Err(format!("{repository:?} is not an image repository"));
+    }
     if let Some(t) = &tag {
-        if t.is_empty() || t.len() > 128 {
-            return Err("image tag must be 1 to 128 characters".into());
+        if t.is_empty()
+            || t.len() > 128
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err("image tag must be 1 to 128 letters, digits, '.', '_' or '-'".into());
         }
     }
     Ok((repository.to_ascii_lowercase(), tag, digest))

@@ -32,12 +32,12 @@ fn page_number(raw: Option<i64>) -> i64 {
     raw.unwrap_or(1).clamp(1, 1_000_000)
 }
 
-fn id(field: &str, raw: &str) -> Result<String, ApiError> {
+pub(super) fn id(field: &str, raw: &str) -> Result<String, ApiError> {
     normalize_uuid(field, raw).map_err(ApiError::from)
 }
 
 /// The application, checked to belong to the caller's team (404 otherwise).
-async fn app_of(state: &AppState, user: &User, raw: &str) -> Result<String, ApiError> {
+pub(super) async fn app_of(state: &AppState, user: &User, raw: &str) -> Result<String, ApiError> {
     let app_id = id("app_id", raw)?;
     state.store.app(&user.team_id, &app_id).await?;
     Ok(app_id)

@@ -9,11 +9,7 @@ use warp::Filter;
 use super::{authenticated, json_body, respond, with_state, ApiError, AppState};
 use crate::domain::{normalize_uuid, BindingInput, User};
 
-async fn app_of(state: &AppState, user: &User, raw: &str) -> Result<String, ApiError> {
-    let app_id = normalize_uuid("app_id", raw)?;
-    state.store.app(&user.team_id, &app_id).await?;
-    Ok(app_id)
-}
+use super::api::app_of;
 
 async fn list(state: AppState, user: User, app: String) -> Result<Response, ApiError> {
     let app_id = app_of(&state, &user, &app).await?;

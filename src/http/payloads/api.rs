@@ -12,19 +12,10 @@ use warp::{Filter, Rejection};
 use super::super::{
     authenticated, json_body, limited_body, respond, with_state, ApiError, AppState,
 };
-use crate::domain::{normalize_uuid, CoreosActionFields, PackageInput, PackageType, User};
+use crate::domain::{CoreosActionFields, PackageInput, PackageType, User};
 use crate::sync::hosting::{HostError, HostRequest};
 
-fn id(field: &str, raw: &str) -> Result<String, ApiError> {
-    normalize_uuid(field, raw).map_err(ApiError::from)
-}
-
-/// The application, checked to belong to the caller's team (404 otherwise).
-async fn app_of(state: &AppState, user: &User, raw: &str) -> Result<String, ApiError> {
-    let app_id = id("app_id", raw)?;
-    state.store.app(&user.team_id, &app_id).await?;
-    Ok(app_id)
-}
+use super::super::api::{app_of, id};
 
 #[derive(Debug, Default, Deserialize)]
 struct FloorInput {
