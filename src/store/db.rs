@@ -3,13 +3,15 @@
 //! where SQL differs ask [`Dialect`]. SQLite work runs on blocking threads so it never stalls
 //! the async workers; MySQL goes through mysql_async's pool.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable as _;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
+use super::cache::{touches_config, ConfigCache, BUMP_DB_GENERATION};
 use super::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,13 +171,199 @@ impl DatabaseUrl {
 }
 
 /// SQLite: one writer connection (SQLite allows one writer at a time anyway) and a few readers.
+///
+/// The writer does group commit. A transaction is a `SAVEPOINT` inside an outer `BEGIN
+/// IMMEDIATE` transaction (the batch); `commit()` releases the savepoint and, when no other caller
+/// is queued for the writer, runs the real `COMMIT` (one fsync for the whole batch) on a blocking
+/// thread. Callers queued behind it carry the batch on; the last one commits. Every caller's
+/// `commit()` resolves only after the real `COMMIT` succeeded (or with its error), so nothing is
+/// acknowledged before it is durable. Statements themselves run inline on the async worker that
+/// holds the writer: they take microseconds, and a thread hop per statement cost more than the
+/// statement while holding the one writer. Only `BEGIN IMMEDIATE` (it may wait for another
+/// process) and `COMMIT` (fsync) go to blocking threads.
 pub struct SqliteDb {
-    writer: Arc<Mutex<rusqlite::Connection>>,
+    writer: Arc<Mutex<Writer>>,
+    /// Callers waiting for the writer; a committing caller leaves the real COMMIT to them.
+    queued: AtomicUsize,
     readers: std::sync::Mutex<Vec<rusqlite::Connection>>,
     path: Option<String>,
 }
 
+/// The writer connection and the state of the current batch.
+pub struct Writer {
+    conn: rusqlite::Connection,
+    /// An outer transaction is open (it holds released savepoints not yet committed, or none).
+    batch_open: bool,
+    /// The batch contains writes (its COMMIT needs an fsync and its callers must wait for it).
+    batch_wrote: bool,
+    /// Callers whose transactions are in the batch, waiting for the real COMMIT.
+    waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+/// More callers than this in one batch: commit anyway (bounds the latency of the first).
+const MAX_BATCH: usize = 512;
+
 const SQLITE_READERS: usize = 4;
+
+impl Writer {
+    /// Ends the batch: COMMIT (or nothing when none is open), then tells every waiter.
+    fn flush(&mut self) {
+        let result = if !self.batch_open {
+            Ok(())
+        } else if self.conn.is_autocommit() {
+            Err(StoreError::Backend("transaction batch lost".into()))
+        } else {
+            self.conn.execute_batch("COMMIT").map_err(map_sqlite_error)
+        };
+        if result.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.batch_open = false;
+        self.batch_wrote = false;
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(result.clone());
+        }
+    }
+
+    /// The outer transaction ended on its own (SQLite rolls back on I/O errors, disk full):
+    /// every batched caller's work is gone and each must hear so.
+    fn abort_batch(&mut self, error: &StoreError) {
+        self.batch_open = false;
+        self.batch_wrote = false;
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(Err(error.clone()));
+        }
+    }
+}
+
+/// Ends the batch with the real COMMIT: on a blocking thread when it has writes (fsync), inline
+/// otherwise. Everything happens inside the closure so a cancelled caller cannot leave waiters
+/// unanswered.
+async fn flush_writer(mut guard: OwnedMutexGuard<Writer>) {
+    if !guard.batch_wrote {
+        guard.flush();
+        return;
+    }
+    let _ = tokio::task::spawn_blocking(move || guard.flush()).await;
+}
+
+/// Releases the writer: commits the batch when nobody is queued to carry it on.
+fn release_writer(db: &SqliteDb, mut guard: OwnedMutexGuard<Writer>) {
+    if !guard.batch_open || db.queued.load(Ordering::SeqCst) > 0 {
+        return;
+    }
+    if !guard.batch_wrote {
+        guard.flush();
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(flush_writer(guard));
+        }
+        Err(_) => guard.flush(),
+    }
+}
+
+/// Counts a caller as queued for the writer while it waits; if it gives up (its future is
+/// dropped), whatever batch it was expected to carry on is committed by a task instead.
+struct QueueTicket {
+    db: Arc<SqliteDb>,
+    waiting: bool,
+}
+
+impl QueueTicket {
+    fn new(db: &Arc<SqliteDb>) -> Self {
+        db.queued.fetch_add(1, Ordering::SeqCst);
+        Self {
+            db: db.clone(),
+            waiting: true,
+        }
+    }
+
+    fn acquired(mut self) {
+        self.waiting = false;
+        self.db.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for QueueTicket {
+    fn drop(&mut self) {
+        if !self.waiting {
+            return;
+        }
+        self.db.queued.fetch_sub(1, Ordering::SeqCst);
+        let db = self.db.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let ticket = QueueTicket::new(&db);
+                let guard = db.writer.clone().lock_owned().await;
+                ticket.acquired();
+                release_writer(&db, guard);
+            });
+        }
+    }
+}
+
+impl SqliteDb {
+    fn new(conn: rusqlite::Connection, path: Option<String>) -> Self {
+        Self {
+            writer: Arc::new(Mutex::new(Writer {
+                conn,
+                batch_open: false,
+                batch_wrote: false,
+                waiters: Vec::new(),
+            })),
+            queued: AtomicUsize::new(0),
+            readers: std::sync::Mutex::new(Vec::new()),
+            path,
+        }
+    }
+
+    async fn lock_writer(self: &Arc<Self>) -> OwnedMutexGuard<Writer> {
+        let ticket = QueueTicket::new(self);
+        let guard = self.writer.clone().lock_owned().await;
+        ticket.acquired();
+        guard
+    }
+
+    /// The writer with a batch open (starting one takes the database write lock).
+    async fn begin_batch(self: &Arc<Self>) -> Result<OwnedMutexGuard<Writer>, StoreError> {
+        let guard = self.lock_writer().await;
+        if guard.batch_open && !guard.conn.is_autocommit() {
+            return Ok(guard);
+        }
+        let mut guard = tokio::task::spawn_blocking(move || {
+            if !guard.conn.is_autocommit() {
+                let _ = guard.conn.execute_batch("ROLLBACK");
+            }
+            guard
+                .conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map(|_| guard)
+                .map_err(map_sqlite_error)
+        })
+        .await
+        .map_err(join_error)??;
+        guard.batch_open = true;
+        guard.batch_wrote = false;
+        Ok(guard)
+    }
+
+    /// The writer with no batch open (for scripts that manage their own transaction).
+    async fn idle_writer(self: &Arc<Self>) -> Result<OwnedMutexGuard<Writer>, StoreError> {
+        let guard = self.lock_writer().await;
+        if !guard.batch_open {
+            return Ok(guard);
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut guard = guard;
+            guard.flush();
+            guard
+        })
+        .await
+        .map_err(join_error)
+    }
+}
 
 fn open_sqlite(path: Option<&str>) -> Result<rusqlite::Connection, StoreError> {
     let conn = match path {
@@ -229,13 +417,6 @@ fn sqlite_exec(
         .execute(rusqlite::params_from_iter(params.iter()))
         .map_err(map_sqlite_error)?;
     Ok(n as u64)
-}
-
-/// A transaction left open by a cancelled task is rolled back before the writer is reused.
-fn reset_writer(conn: &rusqlite::Connection) {
-    if !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
 }
 
 pub fn map_sqlite_error(e: rusqlite::Error) -> StoreError {
@@ -312,37 +493,33 @@ fn mysql_row(row: mysql_async::Row) -> Row {
         .collect())
 }
 
-/// A database handle: cheap to clone.
+/// A database handle: cheap to clone. Both variants carry the configuration cache, so that
+/// write statements anywhere invalidate it (see `store::cache`).
 #[derive(Clone)]
 pub enum Db {
-    Sqlite(Arc<SqliteDb>),
-    Mysql(mysql_async::Pool),
+    Sqlite(Arc<SqliteDb>, Arc<ConfigCache>),
+    Mysql(mysql_async::Pool, Arc<ConfigCache>),
 }
 
 impl Db {
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let cache = Arc::new(ConfigCache::default());
         match url {
             DatabaseUrl::SqliteMemory => {
                 let conn = tokio::task::spawn_blocking(|| open_sqlite(None))
                     .await
                     .map_err(join_error)??;
-                Ok(Self::Sqlite(Arc::new(SqliteDb {
-                    writer: Arc::new(Mutex::new(conn)),
-                    readers: std::sync::Mutex::new(Vec::new()),
-                    path: None,
-                })))
+                Ok(Self::Sqlite(Arc::new(SqliteDb::new(conn, None)), cache))
             }
             DatabaseUrl::SqliteFile(path) => {
-                let path = path.clone();
                 let p = path.clone();
                 let conn = tokio::task::spawn_blocking(move || open_sqlite(Some(&p)))
                     .await
                     .map_err(join_error)??;
-                Ok(Self::Sqlite(Arc::new(SqliteDb {
-                    writer: Arc::new(Mutex::new(conn)),
-                    readers: std::sync::Mutex::new(Vec::new()),
-                    path: Some(path),
-                })))
+                Ok(Self::Sqlite(
+                    Arc::new(SqliteDb::new(conn, Some(path.clone()))),
+                    cache,
+                ))
             }
             DatabaseUrl::Mysql(url) => {
                 let opts =
@@ -363,24 +540,35 @@ impl Db {
                 .await
                 .map_err(map_mysql_error)?;
                 drop(conn);
-                Ok(Self::Mysql(pool))
+                Ok(Self::Mysql(pool, cache))
             }
         }
     }
 
     pub fn dialect(&self) -> Dialect {
         match self {
-            Self::Sqlite(_) => Dialect::Sqlite,
-            Self::Mysql(_) => Dialect::Mysql,
+            Self::Sqlite(..) => Dialect::Sqlite,
+            Self::Mysql(..) => Dialect::Mysql,
+        }
+    }
+
+    /// The configuration cache shared by every clone of this handle.
+    pub fn cache(&self) -> &Arc<ConfigCache> {
+        match self {
+            Self::Sqlite(_, cache) | Self::Mysql(_, cache) => cache,
         }
     }
 
     /// A read outside any transaction (SQLite: on a reader connection).
     pub async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<Row>, StoreError> {
         match self {
-            Self::Sqlite(db) => {
+            Self::Sqlite(db, _) => {
                 if db.path.is_none() {
-                    return self.with_writer(sql, params, sqlite_rows).await;
+                    // In-memory databases have no separate readers.
+                    let mut tx = self.begin().await?;
+                    let rows = tx.query(sql, params).await?;
+                    tx.commit().await?;
+                    return Ok(rows);
                 }
                 let db = db.clone();
                 let sql = sql.to_string();
@@ -401,7 +589,7 @@ impl Db {
                 .await
                 .map_err(join_error)?
             }
-            Self::Mysql(pool) => {
+            Self::Mysql(pool, _) => {
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
                 let rows: Vec<mysql_async::Row> = conn
                     .exec(sql, mysql_params(params))
@@ -415,105 +603,119 @@ impl Db {
     /// One write statement in its own transaction; returns the affected row count.
     pub async fn exec(&self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
         match self {
-            Self::Sqlite(_) => self.with_writer(sql, params, sqlite_exec).await,
-            Self::Mysql(pool) => {
+            Self::Mysql(pool, _) if !touches_config(sql) => {
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
                 conn.exec_drop(sql, mysql_params(params))
                     .await
                     .map_err(map_mysql_error)?;
                 Ok(conn.affected_rows())
             }
+            // SQLite: through the group-committing writer. MySQL configuration writes: with the
+            // generation bump in the same transaction.
+            _ => {
+                let mut tx = self.begin().await?;
+                let n = tx.exec(sql, params).await?;
+                tx.commit().await?;
+                Ok(n)
+            }
         }
-    }
-
-    async fn with_writer<T: Send + 'static>(
-        &self,
-        sql: &str,
-        params: Vec<SqlValue>,
-        f: fn(&rusqlite::Connection, &str, &[SqlValue]) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let Self::Sqlite(db) = self else {
-            return Err(StoreError::Backend("not a SQLite database".into()));
-        };
-        let guard = db.writer.clone().lock_owned().await;
-        let sql = sql.to_string();
-        tokio::task::spawn_blocking(move || {
-            reset_writer(&guard);
-            f(&guard, &sql, &params)
-        })
-        .await
-        .map_err(join_error)?
     }
 
     /// Runs a multi-statement script (migrations). SQLite: atomically. MySQL: statement by
     /// statement (DDL commits implicitly there), so scripts must be re-runnable.
     pub async fn exec_script(&self, script: &str) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(db) => {
-                let guard = db.writer.clone().lock_owned().await;
+        let result = match self {
+            Self::Sqlite(db, _) => {
+                let guard = db.idle_writer().await?;
                 let script = script.to_string();
                 tokio::task::spawn_blocking(move || {
-                    reset_writer(&guard);
                     guard
+                        .conn
                         .execute_batch(&format!("BEGIN IMMEDIATE;\n{script}\nCOMMIT;"))
                         .map_err(|e| {
-                            reset_writer(&guard);
+                            if !guard.conn.is_autocommit() {
+                                let _ = guard.conn.execute_batch("ROLLBACK");
+                            }
                             map_sqlite_error(e)
                         })
                 })
                 .await
                 .map_err(join_error)?
             }
-            Self::Mysql(pool) => {
+            Self::Mysql(pool, _) => {
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
+                let mut result = Ok(());
                 for statement in split_statements(script) {
-                    conn.query_drop(statement).await.map_err(map_mysql_error)?;
+                    if let Err(e) = conn.query_drop(statement).await {
+                        result = Err(map_mysql_error(e));
+                        break;
+                    }
                 }
-                Ok(())
+                result
             }
-        }
+        };
+        // A script may change anything.
+        self.cache().bump();
+        result
     }
 
-    /// Opens a write transaction. SQLite takes the database write lock at once (`BEGIN
-    /// IMMEDIATE`), which serialises all writers; MySQL callers lock rows they depend on.
+    /// Opens a write transaction. SQLite: a savepoint in the writer's current batch (which holds
+    /// the database write lock, `BEGIN IMMEDIATE`), so all writers are serialised; MySQL callers
+    /// lock rows they depend on.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        match self {
-            Self::Sqlite(db) => {
-                let guard = db.writer.clone().lock_owned().await;
-                let guard = tokio::task::spawn_blocking(move || {
-                    reset_writer(&guard);
-                    guard
-                        .execute_batch("BEGIN IMMEDIATE")
-                        .map(|_| guard)
-                        .map_err(map_sqlite_error)
-                })
-                .await
-                .map_err(join_error)??;
-                Ok(Tx::Sqlite(Some(guard)))
+        let (inner, cache) = match self {
+            Self::Sqlite(db, cache) => {
+                let guard = db.begin_batch().await?;
+                if let Err(e) = guard.conn.execute_batch("SAVEPOINT rb_tx") {
+                    release_writer(db, guard);
+                    return Err(map_sqlite_error(e));
+                }
+                (
+                    TxInner::Sqlite(SqliteTx {
+                        guard: Some(guard),
+                        db: db.clone(),
+                        wrote: false,
+                    }),
+                    cache.clone(),
+                )
             }
-            Self::Mysql(pool) => {
+            Self::Mysql(pool, cache) => {
                 let mut opts = mysql_async::TxOpts::default();
                 opts.with_isolation_level(mysql_async::IsolationLevel::ReadCommitted);
                 let tx = pool
                     .start_transaction(opts)
                     .await
                     .map_err(map_mysql_error)?;
-                Ok(Tx::Mysql(tx))
+                (TxInner::Mysql(Some(tx)), cache.clone())
             }
-        }
+        };
+        Ok(Tx {
+            inner,
+            cache,
+            config_dirty: false,
+            memo: TxMemo::default(),
+        })
     }
 
     /// Runs `f` on a dedicated MySQL connection (advisory locks need one connection).
     pub fn mysql_pool(&self) -> Option<&mysql_async::Pool> {
         match self {
-            Self::Mysql(pool) => Some(pool),
-            Self::Sqlite(_) => None,
+            Self::Mysql(pool, _) => Some(pool),
+            Self::Sqlite(..) => None,
         }
     }
 
     pub async fn close(self) {
-        if let Self::Mysql(pool) = self {
-            let _ = pool.disconnect().await;
+        match self {
+            Self::Mysql(pool, _) => {
+                let _ = pool.disconnect().await;
+            }
+            Self::Sqlite(db, _) => {
+                // Commit whatever batch is still open before the process goes away.
+                if let Ok(guard) = db.idle_writer().await {
+                    drop(guard);
+                }
+            }
         }
     }
 }
@@ -548,38 +750,145 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
     StoreError::Backend(format!("database task failed: {e}"))
 }
 
+/// Per-transaction notes the store's Omaha code keeps between its own calls (rows it already
+/// read), so it does not read them twice. Any write clears `instance`.
+#[derive(Debug, Default)]
+pub struct TxMemo {
+    /// (instance id, application id, the row `rollout::instance_app` read).
+    pub instance: Option<(String, String, Option<Row>)>,
+    /// (group id, the row `rollout::lock_group` read, whether it is locked).
+    pub group: Option<(String, Row, bool)>,
+}
+
 /// An open write transaction. Dropping it without `commit` rolls back.
-pub enum Tx {
-    Sqlite(Option<OwnedMutexGuard<rusqlite::Connection>>),
-    Mysql(mysql_async::Transaction<'static>),
+pub struct Tx {
+    inner: TxInner,
+    cache: Arc<ConfigCache>,
+    /// A configuration table was written: the cache is invalidated again when the transaction ends.
+    config_dirty: bool,
+    pub memo: TxMemo,
+}
+
+enum TxInner {
+    Sqlite(SqliteTx),
+    Mysql(Option<mysql_async::Transaction<'static>>),
+}
+
+struct SqliteTx {
+    /// None once the transaction is finished (or the batch under it was lost).
+    guard: Option<OwnedMutexGuard<Writer>>,
+    db: Arc<SqliteDb>,
+    wrote: bool,
+}
+
+impl SqliteTx {
+    fn run<T>(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+        f: fn(&rusqlite::Connection, &str, &[SqlValue]) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let guard = self
+            .guard
+            .as_mut()
+            .ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
+        let result = f(&guard.conn, sql, params);
+        if let Err(e) = &result {
+            if guard.conn.is_autocommit() {
+                // The error ended the outer transaction (and this savepoint with it).
+                guard.abort_batch(e);
+                if let Some(guard) = self.guard.take() {
+                    release_writer(&self.db, guard);
+                }
+            }
+        }
+        result
+    }
+
+    /// Undoes this transaction's statements; the batch (other callers' work) stays.
+    fn rollback(&mut self) {
+        let Some(mut guard) = self.guard.take() else {
+            return;
+        };
+        if guard
+            .conn
+            .execute_batch("ROLLBACK TO rb_tx; RELEASE rb_tx")
+            .is_err()
+            || guard.conn.is_autocommit()
+        {
+            let error = StoreError::Backend("transaction batch lost during rollback".into());
+            if !guard.conn.is_autocommit() {
+                let _ = guard.conn.execute_batch("ROLLBACK");
+            }
+            guard.abort_batch(&error);
+        }
+        release_writer(&self.db, guard);
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        let mut guard = self
+            .guard
+            .take()
+            .ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
+        if let Err(e) = guard.conn.execute_batch("RELEASE rb_tx") {
+            let e = map_sqlite_error(e);
+            if guard.conn.is_autocommit() {
+                guard.abort_batch(&e);
+            } else {
+                let _ = guard.conn.execute_batch("ROLLBACK TO rb_tx; RELEASE rb_tx");
+            }
+            release_writer(&self.db, guard);
+            return Err(e);
+        }
+        if !self.wrote && !guard.batch_wrote {
+            // Nothing written and nothing uncommitted seen: nothing to wait for.
+            release_writer(&self.db, guard);
+            return Ok(());
+        }
+        guard.batch_wrote = true;
+        let (sender, receiver) = oneshot::channel();
+        guard.waiters.push(sender);
+        if self.db.queued.load(Ordering::SeqCst) == 0 || guard.waiters.len() >= MAX_BATCH {
+            flush_writer(guard).await;
+        } else {
+            // The next holder carries the batch on; the last one commits it.
+            drop(guard);
+        }
+        receiver
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Backend("commit result lost".into())))
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let TxInner::Sqlite(tx) = &mut self.inner {
+            tx.rollback();
+        }
+        if self.config_dirty {
+            self.cache.bump();
+        }
+    }
 }
 
 impl Tx {
     pub fn dialect(&self) -> Dialect {
-        match self {
-            Self::Sqlite(_) => Dialect::Sqlite,
-            Self::Mysql(_) => Dialect::Mysql,
+        match self.inner {
+            TxInner::Sqlite(_) => Dialect::Sqlite,
+            TxInner::Mysql(_) => Dialect::Mysql,
         }
     }
 
-    async fn on_sqlite<T: Send + 'static>(
-        slot: &mut Option<OwnedMutexGuard<rusqlite::Connection>>,
-        sql: &str,
-        params: Vec<SqlValue>,
-        f: fn(&rusqlite::Connection, &str, &[SqlValue]) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let guard = slot
-            .take()
-            .ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
-        let sql = sql.to_string();
-        let (guard, result) = tokio::task::spawn_blocking(move || {
-            let result = f(&guard, &sql, &params);
-            (guard, result)
-        })
-        .await
-        .map_err(join_error)?;
-        *slot = Some(guard);
-        result
+    /// The configuration cache (see `store::cache`).
+    pub fn cache(&self) -> &Arc<ConfigCache> {
+        &self.cache
+    }
+
+    fn mysql<'a>(
+        tx: &'a mut Option<mysql_async::Transaction<'static>>,
+    ) -> Result<&'a mut mysql_async::Transaction<'static>, StoreError> {
+        tx.as_mut()
+            .ok_or_else(|| StoreError::Backend("transaction already finished".into()))
     }
 
     pub async fn query(
@@ -587,10 +896,10 @@ impl Tx {
         sql: &str,
         params: Vec<SqlValue>,
     ) -> Result<Vec<Row>, StoreError> {
-        match self {
-            Self::Sqlite(slot) => Self::on_sqlite(slot, sql, params, sqlite_rows).await,
-            Self::Mysql(tx) => {
-                let rows: Vec<mysql_async::Row> = tx
+        match &mut self.inner {
+            TxInner::Sqlite(tx) => tx.run(sql, &params, sqlite_rows),
+            TxInner::Mysql(tx) => {
+                let rows: Vec<mysql_async::Row> = Self::mysql(tx)?
                     .exec(sql, mysql_params(params))
                     .await
                     .map_err(map_mysql_error)?;
@@ -600,9 +909,23 @@ impl Tx {
     }
 
     pub async fn exec(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
-        match self {
-            Self::Sqlite(slot) => Self::on_sqlite(slot, sql, params, sqlite_exec).await,
-            Self::Mysql(tx) => {
+        self.memo.instance = None;
+        if !self.config_dirty && touches_config(sql) {
+            self.config_dirty = true;
+            self.cache.bump();
+            self.exec_raw(BUMP_DB_GENERATION, Vec::new()).await?;
+        }
+        self.exec_raw(sql, params).await
+    }
+
+    async fn exec_raw(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
+        match &mut self.inner {
+            TxInner::Sqlite(tx) => {
+                tx.wrote = true;
+                tx.run(sql, &params, sqlite_exec)
+            }
+            TxInner::Mysql(tx) => {
+                let tx = Self::mysql(tx)?;
                 tx.exec_drop(sql, mysql_params(params))
                     .await
                     .map_err(map_mysql_error)?;
@@ -611,31 +934,27 @@ impl Tx {
         }
     }
 
-    pub async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(mut slot) => {
-                Self::on_sqlite(&mut slot, "", Vec::new(), |conn, _, _| {
-                    conn.execute_batch("COMMIT").map_err(|e| {
-                        reset_writer(conn);
-                        map_sqlite_error(e)
-                    })
-                })
-                .await
-            }
-            Self::Mysql(tx) => tx.commit().await.map_err(map_mysql_error),
+    /// Commits. SQLite: resolves once the batch holding this transaction is durably committed.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        match &mut self.inner {
+            TxInner::Sqlite(tx) => tx.commit().await,
+            TxInner::Mysql(tx) => match tx.take() {
+                Some(tx) => tx.commit().await.map_err(map_mysql_error),
+                None => Err(StoreError::Backend("transaction already finished".into())),
+            },
         }
     }
 
-    pub async fn rollback(self) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(mut slot) => {
-                Self::on_sqlite(&mut slot, "", Vec::new(), |conn, _, _| {
-                    reset_writer(conn);
-                    Ok(())
-                })
-                .await
+    pub async fn rollback(mut self) -> Result<(), StoreError> {
+        match &mut self.inner {
+            TxInner::Sqlite(tx) => {
+                tx.rollback();
+                Ok(())
             }
-            Self::Mysql(tx) => tx.rollback().await.map_err(map_mysql_error),
+            TxInner::Mysql(tx) => match tx.take() {
+                Some(tx) => tx.rollback().await.map_err(map_mysql_error),
+                None => Ok(()),
+            },
         }
     }
 }

@@ -9,6 +9,10 @@ use crate::domain::{
 };
 use crate::sql_params;
 
+pub(crate) const GROUP_SELECT_COLUMNS: &str = "SELECT id, name, description, created_ts, rollout_in_progress, application_id, \
+    channel_id, policy_updates_enabled, policy_safe_mode, policy_office_hours, policy_timezone, policy_period_interval, \
+    policy_max_updates_per_period, policy_update_timeout, policy_auto_pause_on_failure, policy_poll_interval, track";
+pub(crate) const GROUP_COLUMN_COUNT: usize = 17;
 pub(crate) const GROUP_SELECT: &str = "SELECT id, name, description, created_ts, rollout_in_progress, application_id, \
     channel_id, policy_updates_enabled, policy_safe_mode, policy_office_hours, policy_timezone, policy_period_interval, \
     policy_max_updates_per_period, policy_update_timeout, policy_auto_pause_on_failure, policy_poll_interval, track \
@@ -181,8 +185,25 @@ impl Store {
             .ok_or(StoreError::NotFound)
     }
 
-    /// Finds the group an Omaha `track` names: a group id, or the group's track name.
+    /// Finds the group an Omaha `track` names: a group id, or the group's track name. Served
+    /// from the configuration cache while its generation is current.
     pub async fn group_for_track(
+        &self,
+        app_id: &str,
+        track: &str,
+    ) -> Result<Option<Group>, StoreError> {
+        let generation = self.config_generation().await?;
+        if let Some(hit) = self.db().cache().group(app_id, track, generation) {
+            return Ok(hit);
+        }
+        let group = self.load_group_for_track(app_id, track).await?;
+        self.db()
+            .cache()
+            .put_group(app_id, track, generation, group.clone());
+        Ok(group)
+    }
+
+    async fn load_group_for_track(
         &self,
         app_id: &str,
         track: &str,

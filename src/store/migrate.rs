@@ -25,6 +25,11 @@ pub const SQLITE: &[Migration] = &[
         name: "sources",
         sql: include_str!("../../db/sqlite/0002_sources.sql"),
     },
+    Migration {
+        version: 7,
+        name: "perf",
+        sql: include_str!("../../db/sqlite/0007_perf.sql"),
+    },
 ];
 
 pub const MYSQL: &[Migration] = &[
@@ -37,6 +42,11 @@ pub const MYSQL: &[Migration] = &[
         version: 2,
         name: "sources",
         sql: include_str!("../../db/mysql/0002_sources.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "perf",
+        sql: include_str!("../../db/mysql/0007_perf.sql"),
     },
 ];
 
