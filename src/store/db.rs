@@ -3,7 +3,7 @@
 //! where SQL differs ask [`Dialect`]. SQLite work runs on blocking threads so it never stalls
 //! the async workers; MySQL goes through mysql_async's pool.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -172,21 +172,29 @@ impl DatabaseUrl {
 
 /// SQLite: one writer connection (SQLite allows one writer at a time anyway) and a few readers.
 ///
-/// The writer does group commit. A transaction is a `SAVEPOINT` inside an outer `BEGIN
-/// IMMEDIATE` transaction (the batch); `commit()` releases the savepoint and, when no other caller
-/// is queued for the writer, runs the real `COMMIT` (one fsync for the whole batch) on a blocking
-/// thread. Callers queued behind it carry the batch on; the last one commits. Every caller's
-/// `commit()` resolves only after the real `COMMIT` succeeded (or with its error), so nothing is
-/// acknowledged before it is durable. Statements themselves run inline on the async worker that
-/// holds the writer: they take microseconds, and a thread hop per statement cost more than the
-/// statement while holding the one writer. Only `BEGIN IMMEDIATE` (it may wait for another
-/// process) and `COMMIT` (fsync) go to blocking threads.
+/// Group commit, in two layers:
+/// - Transactions are `SAVEPOINT`s inside an outer `BEGIN IMMEDIATE` transaction (the batch).
+///   `commit()` releases the savepoint; when no other caller is queued for the writer it runs the
+///   real `COMMIT`, otherwise the next holder carries the batch on and the last one commits. The
+///   batch's pages go to the WAL once, not once per request.
+/// - The writer runs with `synchronous=NORMAL`, so `COMMIT` itself does not fsync; the WAL file
+///   is then `fdatasync`ed outside the writer lock (the extra sync `synchronous=FULL` does after
+///   every commit, see [`WalSync`]), one sync covering every batch committed before it started,
+///   while the next batch already executes. Every caller's `commit()` resolves only after the
+///   sync covering its batch succeeded, so nothing is acknowledged before it is durable.
+///   Checkpoints (which sync the WAL before and the database after copying) run on a background
+///   thread instead of inside a request's commit.
+///
+/// Statements run inline on the async worker that holds the writer: they take microseconds, and
+/// a thread hop per statement costs more than the statement while holding the one writer. Only
+/// `BEGIN IMMEDIATE` when another process holds the lock, and the fsync, go to blocking threads.
 pub struct SqliteDb {
     writer: Arc<Mutex<Writer>>,
     /// Callers waiting for the writer; a committing caller leaves the real COMMIT to them.
     queued: AtomicUsize,
     readers: std::sync::Mutex<Vec<rusqlite::Connection>>,
     path: Option<String>,
+    wal: Arc<WalSync>,
 }
 
 /// The writer connection and the state of the current batch.
@@ -194,35 +202,150 @@ pub struct Writer {
     conn: rusqlite::Connection,
     /// An outer transaction is open (it holds released savepoints not yet committed, or none).
     batch_open: bool,
-    /// The batch contains writes (its COMMIT needs an fsync and its callers must wait for it).
+    /// The batch contains writes (its callers must wait for COMMIT and the WAL sync).
     batch_wrote: bool,
-    /// Callers whose transactions are in the batch, waiting for the real COMMIT.
+    /// Transactions in the current batch (bounds how long a batch stays open).
+    batch_len: usize,
+    /// Callers whose transactions are in the batch, waiting for the real COMMIT and the sync.
     waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
 }
 
-/// More callers than this in one batch: commit anyway (bounds the latency of the first).
-const MAX_BATCH: usize = 512;
+/// Transactions per batch before it is committed anyway (bounds the latency of the first, and
+/// how long other processes wait for the write lock under sustained load).
+const MAX_BATCH: usize = 256;
 
 const SQLITE_READERS: usize = 4;
 
+/// Makes committed WAL frames durable: `fdatasync` of the `-wal` file, coalesced (a caller whose
+/// commit is already covered by a finished sync does not sync again; one sync at a time).
+pub struct WalSync {
+    wal_path: Option<std::path::PathBuf>,
+    /// Batches committed so far (sequence number of the latest).
+    committed: AtomicU64,
+    /// Every batch up to this sequence number is durable.
+    synced: AtomicU64,
+    syncing: Mutex<()>,
+}
+
+impl WalSync {
+    fn new(db_path: Option<&str>) -> Self {
+        Self {
+            wal_path: db_path.map(|p| std::path::PathBuf::from(format!("{p}-wal"))),
+            committed: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+            syncing: Mutex::new(()),
+        }
+    }
+
+    /// Called right after a COMMIT, under the writer lock: the batch's sequence number.
+    fn committed(&self) -> u64 {
+        self.committed.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn sync_file(path: &std::path::Path) -> Result<(), StoreError> {
+        std::fs::File::open(path)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| StoreError::Backend(format!("syncing the SQLite WAL: {e}")))
+    }
+
+    /// Blocking variant of [`WalSync::sync_to`] for callers outside the runtime.
+    fn sync_blocking(&self, seq: u64) -> Result<(), StoreError> {
+        let Some(path) = &self.wal_path else {
+            return Ok(());
+        };
+        let covered = self.committed.load(Ordering::SeqCst);
+        Self::sync_file(path)?;
+        self.synced.fetch_max(covered.max(seq), Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Returns once batch `seq` is durable.
+    async fn sync_to(&self, seq: u64) -> Result<(), StoreError> {
+        let Some(path) = self.wal_path.clone() else {
+            return Ok(()); // in-memory database: nothing to sync
+        };
+        loop {
+            if self.synced.load(Ordering::SeqCst) >= seq {
+                return Ok(());
+            }
+            let _one_at_a_time = self.syncing.lock().await;
+            if self.synced.load(Ordering::SeqCst) >= seq {
+                return Ok(());
+            }
+            // Everything committed before the sync starts is in the file and gets covered.
+            let covered = self.committed.load(Ordering::SeqCst);
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || Self::sync_file(&path))
+                .await
+                .map_err(join_error)??;
+            self.synced.fetch_max(covered, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Checkpoints the WAL into the database from its own connection, off the request path. PASSIVE
+/// checkpoints never block the writer; with `synchronous=FULL` on this connection they sync the
+/// WAL before and the database after copying, so the WAL can then be reused safely.
+fn spawn_checkpointer(db: &Arc<SqliteDb>) {
+    let Some(path) = db.path.clone() else {
+        return;
+    };
+    let weak = Arc::downgrade(db);
+    let spawned = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            let Ok(conn) = open_sqlite(Some(&path)) else {
+                return;
+            };
+            let mut last = 0;
+            loop {
+                std::thread::sleep(Duration::from_millis(200));
+                let Some(db) = weak.upgrade() else {
+                    return;
+                };
+                let committed = db.wal.committed.load(Ordering::SeqCst);
+                drop(db);
+                if committed != last {
+                    last = committed;
+                    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %e, "SQLite checkpoint failed");
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the SQLite checkpoint thread");
+    }
+}
+
 impl Writer {
-    /// Ends the batch: COMMIT (or nothing when none is open), then tells every waiter.
-    fn flush(&mut self) {
+    /// Ends the batch: COMMIT (or nothing when none is open). Returns the waiters to answer and
+    /// the batch's sequence number when it wrote something (the WAL must be synced for it).
+    #[allow(clippy::type_complexity)]
+    fn commit_batch(
+        &mut self,
+        wal: &WalSync,
+    ) -> (
+        Result<Option<u64>, StoreError>,
+        Vec<oneshot::Sender<Result<(), StoreError>>>,
+    ) {
         let result = if !self.batch_open {
-            Ok(())
+            Ok(None)
         } else if self.conn.is_autocommit() {
             Err(StoreError::Backend("transaction batch lost".into()))
         } else {
-            self.conn.execute_batch("COMMIT").map_err(map_sqlite_error)
+            self.conn
+                .execute_batch("COMMIT")
+                .map(|_| self.batch_wrote.then(|| wal.committed()))
+                .map_err(map_sqlite_error)
         };
         if result.is_err() && !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         self.batch_open = false;
         self.batch_wrote = false;
-        for waiter in self.waiters.drain(..) {
-            let _ = waiter.send(result.clone());
-        }
+        self.batch_len = 0;
+        (result, std::mem::take(&mut self.waiters))
     }
 
     /// The outer transaction ended on its own (SQLite rolls back on I/O errors, disk full):
@@ -230,38 +353,58 @@ impl Writer {
     fn abort_batch(&mut self, error: &StoreError) {
         self.batch_open = false;
         self.batch_wrote = false;
+        self.batch_len = 0;
         for waiter in self.waiters.drain(..) {
             let _ = waiter.send(Err(error.clone()));
         }
     }
 }
 
-/// Ends the batch with the real COMMIT: on a blocking thread when it has writes (fsync), inline
-/// otherwise. Everything happens inside the closure so a cancelled caller cannot leave waiters
-/// unanswered.
-async fn flush_writer(mut guard: OwnedMutexGuard<Writer>) {
-    if !guard.batch_wrote {
-        guard.flush();
-        return;
+/// Commits the batch (inline: without fsync it takes microseconds), releases the writer, and has
+/// a task make the batch durable and answer its callers (a task, so that a cancelled caller
+/// cannot leave the others unanswered).
+fn flush_writer(db: &Arc<SqliteDb>, mut guard: OwnedMutexGuard<Writer>) {
+    let (result, waiters) = guard.commit_batch(&db.wal);
+    drop(guard);
+    match result {
+        Ok(Some(seq)) => {
+            let Ok(handle) = tokio::runtime::Handle::try_current() else {
+                // No runtime (shutting down): sync right here.
+                let result = db.wal.sync_blocking(seq);
+                for waiter in waiters {
+                    let _ = waiter.send(result.clone());
+                }
+                return;
+            };
+            let wal = db.wal.clone();
+            handle.spawn(async move {
+                let result = wal.sync_to(seq).await;
+                for waiter in waiters {
+                    let _ = waiter.send(result.clone());
+                }
+            });
+        }
+        Ok(None) => {
+            for waiter in waiters {
+                let _ = waiter.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            for waiter in waiters {
+                let _ = waiter.send(Err(e.clone()));
+            }
+        }
     }
-    let _ = tokio::task::spawn_blocking(move || guard.flush()).await;
 }
 
-/// Releases the writer: commits the batch when nobody is queued to carry it on.
-fn release_writer(db: &SqliteDb, mut guard: OwnedMutexGuard<Writer>) {
-    if !guard.batch_open || db.queued.load(Ordering::SeqCst) > 0 {
+/// Releases the writer: commits the batch when nobody is queued to carry it on (or it is full).
+fn release_writer(db: &Arc<SqliteDb>, guard: OwnedMutexGuard<Writer>) {
+    if !guard.batch_open
+        || (db.queued.load(Ordering::SeqCst) > 0 && guard.batch_len < MAX_BATCH)
+    {
         return;
     }
-    if !guard.batch_wrote {
-        guard.flush();
-        return;
-    }
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            handle.spawn(flush_writer(guard));
-        }
-        Err(_) => guard.flush(),
-    }
+    flush_writer(db, guard);
 }
 
 /// Counts a caller as queued for the writer while it waits; if it gives up (its future is
@@ -305,18 +448,22 @@ impl Drop for QueueTicket {
 }
 
 impl SqliteDb {
-    fn new(conn: rusqlite::Connection, path: Option<String>) -> Self {
-        Self {
+    fn new(conn: rusqlite::Connection, path: Option<String>) -> Arc<Self> {
+        let db = Arc::new(Self {
             writer: Arc::new(Mutex::new(Writer {
                 conn,
                 batch_open: false,
                 batch_wrote: false,
+                batch_len: 0,
                 waiters: Vec::new(),
             })),
             queued: AtomicUsize::new(0),
             readers: std::sync::Mutex::new(Vec::new()),
+            wal: Arc::new(WalSync::new(path.as_deref())),
             path,
-        }
+        });
+        spawn_checkpointer(&db);
+        db
     }
 
     async fn lock_writer(self: &Arc<Self>) -> OwnedMutexGuard<Writer> {
@@ -328,41 +475,67 @@ impl SqliteDb {
 
     /// The writer with a batch open (starting one takes the database write lock).
     async fn begin_batch(self: &Arc<Self>) -> Result<OwnedMutexGuard<Writer>, StoreError> {
-        let guard = self.lock_writer().await;
+        let mut guard = self.lock_writer().await;
         if guard.batch_open && !guard.conn.is_autocommit() {
+            guard.batch_len += 1;
             return Ok(guard);
         }
-        let mut guard = tokio::task::spawn_blocking(move || {
-            if !guard.conn.is_autocommit() {
-                let _ = guard.conn.execute_batch("ROLLBACK");
+        if !guard.conn.is_autocommit() {
+            let _ = guard.conn.execute_batch("ROLLBACK");
+        }
+        // The writer's busy timeout is zero: only another process can hold the lock, and then
+        // the wait happens on a blocking thread.
+        match guard.conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => {}
+            Err(rusqlite::Error::SqliteFailure(code, _))
+                if code.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                guard = tokio::task::spawn_blocking(move || {
+                    let waited = guard
+                        .conn
+                        .busy_timeout(Duration::from_secs(10))
+                        .and_then(|_| guard.conn.execute_batch("BEGIN IMMEDIATE"));
+                    let _ = guard.conn.busy_timeout(Duration::ZERO);
+                    waited.map(|_| guard).map_err(map_sqlite_error)
+                })
+                .await
+                .map_err(join_error)??;
             }
-            guard
-                .conn
-                .execute_batch("BEGIN IMMEDIATE")
-                .map(|_| guard)
-                .map_err(map_sqlite_error)
-        })
-        .await
-        .map_err(join_error)??;
+            Err(e) => return Err(map_sqlite_error(e)),
+        }
         guard.batch_open = true;
         guard.batch_wrote = false;
+        guard.batch_len = 1;
         Ok(guard)
     }
 
     /// The writer with no batch open (for scripts that manage their own transaction).
     async fn idle_writer(self: &Arc<Self>) -> Result<OwnedMutexGuard<Writer>, StoreError> {
-        let guard = self.lock_writer().await;
-        if !guard.batch_open {
-            return Ok(guard);
+        let mut guard = self.lock_writer().await;
+        if guard.batch_open {
+            let (result, waiters) = guard.commit_batch(&self.wal);
+            let result = match result {
+                Ok(Some(seq)) => self.wal.sync_to(seq).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            for waiter in waiters {
+                let _ = waiter.send(result.clone());
+            }
         }
-        tokio::task::spawn_blocking(move || {
-            let mut guard = guard;
-            guard.flush();
-            guard
-        })
-        .await
-        .map_err(join_error)
+        Ok(guard)
     }
+}
+
+/// The writer connection: no busy wait on the async worker, WAL synced by [`WalSync`], no
+/// checkpoints inside request commits.
+fn open_sqlite_writer(path: Option<&str>) -> Result<rusqlite::Connection, StoreError> {
+    let conn = open_sqlite(path)?;
+    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;")
+        .map_err(map_sqlite_error)?;
+    conn.busy_timeout(Duration::ZERO)
+        .map_err(map_sqlite_error)?;
+    Ok(conn)
 }
 
 fn open_sqlite(path: Option<&str>) -> Result<rusqlite::Connection, StoreError> {
@@ -506,20 +679,17 @@ impl Db {
         let cache = Arc::new(ConfigCache::default());
         match url {
             DatabaseUrl::SqliteMemory => {
-                let conn = tokio::task::spawn_blocking(|| open_sqlite(None))
+                let conn = tokio::task::spawn_blocking(|| open_sqlite_writer(None))
                     .await
                     .map_err(join_error)??;
-                Ok(Self::Sqlite(Arc::new(SqliteDb::new(conn, None)), cache))
+                Ok(Self::Sqlite(SqliteDb::new(conn, None), cache))
             }
             DatabaseUrl::SqliteFile(path) => {
                 let p = path.clone();
-                let conn = tokio::task::spawn_blocking(move || open_sqlite(Some(&p)))
+                let conn = tokio::task::spawn_blocking(move || open_sqlite_writer(Some(&p)))
                     .await
                     .map_err(join_error)??;
-                Ok(Self::Sqlite(
-                    Arc::new(SqliteDb::new(conn, Some(path.clone()))),
-                    cache,
-                ))
+                Ok(Self::Sqlite(SqliteDb::new(conn, Some(path.clone())), cache))
             }
             DatabaseUrl::Mysql(url) => {
                 let opts =
@@ -629,9 +799,15 @@ impl Db {
                 let guard = db.idle_writer().await?;
                 let script = script.to_string();
                 tokio::task::spawn_blocking(move || {
-                    guard
+                    // Migrations are rare: a full sync at their COMMIT, like before.
+                    let _ = guard.conn.busy_timeout(Duration::from_secs(10));
+                    let _ = guard.conn.execute_batch("PRAGMA synchronous=FULL");
+                    let result = guard
                         .conn
-                        .execute_batch(&format!("BEGIN IMMEDIATE;\n{script}\nCOMMIT;"))
+                        .execute_batch(&format!("BEGIN IMMEDIATE;\n{script}\nCOMMIT;"));
+                    let _ = guard.conn.execute_batch("PRAGMA synchronous=NORMAL");
+                    let _ = guard.conn.busy_timeout(Duration::ZERO);
+                    result
                         .map_err(|e| {
                             if !guard.conn.is_autocommit() {
                                 let _ = guard.conn.execute_batch("ROLLBACK");
@@ -848,12 +1024,8 @@ impl SqliteTx {
         guard.batch_wrote = true;
         let (sender, receiver) = oneshot::channel();
         guard.waiters.push(sender);
-        if self.db.queued.load(Ordering::SeqCst) == 0 || guard.waiters.len() >= MAX_BATCH {
-            flush_writer(guard).await;
-        } else {
-            // The next holder carries the batch on; the last one commits it.
-            drop(guard);
-        }
+        // Commits now unless a queued caller carries the batch on (see `SqliteDb`).
+        release_writer(&self.db, guard);
         receiver
             .await
             .unwrap_or_else(|_| Err(StoreError::Backend("commit result lost".into())))
