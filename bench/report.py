@@ -63,10 +63,11 @@ def table(name, r, args, noop_rps):
     if "missing" in r:
         return f"Not measured: {r['missing']} (the endpoint is not on this build).\n"
     rps = float(r["rps"])
-    head = "| req/s | p50 | p90 | p99 | max | non-2xx | socket errors | server RSS (peak) |"
-    sep = "|---:|---:|---:|---:|---:|---:|---:|---:|"
+    head = "| req/s | p50 | p90 | p99 | max | non-2xx | socket errors | server RSS (peak) | server CPU/req |"
+    sep = "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     row = (f"| {rps:,.0f} | {ms(r['p50_us'])} | {ms(r['p90_us'])} | {ms(r['p99_us'])} | {ms(r['max_us'])} "
-           f"| {r['non2xx']} | {r['socket_errors']} | {int(r['rss_kb']) / 1024:.0f} MiB ({int(r['hwm_kb']) / 1024:.0f} MiB) |")
+           f"| {r['non2xx']} | {r['socket_errors']} | {int(r['rss_kb']) / 1024:.0f} MiB ({int(r['hwm_kb']) / 1024:.0f} MiB) "
+           f"| {r.get('cpu_us_per_req', '?')} µs |")
     if name.startswith("omaha"):
         ratio = f"{100 * rps / noop_rps:.0f}%" if noop_rps else "n/a (noop not run)"
         head += " omaha/noop |"

@@ -96,7 +96,7 @@ for tool in wrk curl jq python3 taskset; do
 done
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="$TARGET_DIR/release/rollbridge"
+BIN="${BENCH_BINARY:-$TARGET_DIR/release/rollbridge}"
 if [ "$BUILD" = 1 ]; then
   echo "== building release binary ($BIN)"
   (cd "$ROOT" && cargo build --release --quiet)
@@ -192,6 +192,10 @@ echo "   app $APP_ID, open group $OPEN_GROUP, limited group $LIMITED_GROUP (max 
 
 export BENCH_DIR BENCH_APP_ID="$APP_ID" BENCH_OPEN_TRACK=open BENCH_LIMITED_TRACK=limited BENCH_THREADS=1
 
+# Server CPU time (user + system, in clock ticks) from /proc: CPU per request is less sensitive
+# to other load on a shared machine than req/s.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status"; }
 
@@ -201,13 +205,18 @@ run_wrk() { # NAME SCRIPT URL [extra wrk args...]
   if [ "$WARMUP" -gt 0 ]; then
     taskset -c "$WRK_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$script" "$@" "$url" >/dev/null 2>&1 || true
   fi
-  local out
+  local out cpu_before cpu_after
+  cpu_before=$(cpu_ticks)
   out=$(taskset -c "$WRK_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s -s "$script" "$@" "$url" 2>&1)
+  cpu_after=$(cpu_ticks)
   local line
   line=$(grep '^RESULT' <<<"$out" || true)
   [ -n "$line" ] || { echo "wrk failed for $name:" >&2; echo "$out" >&2; return 1; }
-  RESULTS[$name]="$line rss_kb=$(rss_kb) hwm_kb=$(hwm_kb)"
-  echo "   $name: $line rss_kb=$(rss_kb)"
+  local requests cpu_us
+  requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")
+  cpu_us=$(( (cpu_after - cpu_before) * 1000000 / CLK_TCK / (requests > 0 ? requests : 1) ))
+  RESULTS[$name]="$line rss_kb=$(rss_kb) hwm_kb=$(hwm_kb) cpu_us_per_req=$cpu_us"
+  echo "   $name: $line rss_kb=$(rss_kb) cpu_us_per_req=$cpu_us"
 }
 
 field() { # RESULT_LINE KEY

@@ -3,7 +3,7 @@
 //! where SQL differs ask [`Dialect`]. SQLite work runs on blocking threads so it never stalls
 //! the async workers; MySQL goes through mysql_async's pool.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -225,6 +225,8 @@ pub struct WalSync {
     /// Every batch up to this sequence number is durable.
     synced: AtomicU64,
     syncing: Mutex<()>,
+    in_flight: AtomicBool,
+    file: std::sync::Mutex<Option<Arc<std::fs::File>>>,
 }
 
 impl WalSync {
@@ -234,6 +236,8 @@ impl WalSync {
             committed: AtomicU64::new(0),
             synced: AtomicU64::new(0),
             syncing: Mutex::new(()),
+            in_flight: AtomicBool::new(false),
+            file: std::sync::Mutex::new(None),
         }
     }
 
@@ -242,28 +246,54 @@ impl WalSync {
         self.committed.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    fn sync_file(path: &std::path::Path) -> Result<(), StoreError> {
-        std::fs::File::open(path)
-            .and_then(|f| f.sync_data())
-            .map_err(|e| StoreError::Backend(format!("syncing the SQLite WAL: {e}")))
+    /// `fdatasync` of the WAL through a file handle kept open between syncs.
+    fn sync_file(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.wal_path else {
+            return Ok(());
+        };
+        let error = |e: std::io::Error| StoreError::Backend(format!("syncing the SQLite WAL: {e}"));
+        let file = {
+            let mut slot = self
+                .file
+                .lock()
+                .map_err(|_| StoreError::Backend("WAL sync state poisoned".into()))?;
+            match slot.as_ref() {
+                Some(file) => file.clone(),
+                None => {
+                    let file = Arc::new(std::fs::File::open(path).map_err(error)?);
+                    *slot = Some(file.clone());
+                    file
+                }
+            }
+        };
+        let result = file.sync_data().map_err(error);
+        if result.is_err() {
+            // Reopen next time (the file may have been replaced).
+            if let Ok(mut slot) = self.file.lock() {
+                *slot = None;
+            }
+        }
+        result
+    }
+
+    /// A sync is running: a batch committed now could not be acknowledged before the next one.
+    fn in_flight(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Blocking variant of [`WalSync::sync_to`] for callers outside the runtime.
     fn sync_blocking(&self, seq: u64) -> Result<(), StoreError> {
-        let Some(path) = &self.wal_path else {
-            return Ok(());
-        };
         let covered = self.committed.load(Ordering::SeqCst);
-        Self::sync_file(path)?;
+        self.sync_file()?;
         self.synced.fetch_max(covered.max(seq), Ordering::SeqCst);
         Ok(())
     }
 
     /// Returns once batch `seq` is durable.
-    async fn sync_to(&self, seq: u64) -> Result<(), StoreError> {
-        let Some(path) = self.wal_path.clone() else {
+    async fn sync_to(self: &Arc<Self>, seq: u64) -> Result<(), StoreError> {
+        if self.wal_path.is_none() {
             return Ok(()); // in-memory database: nothing to sync
-        };
+        }
         loop {
             if self.synced.load(Ordering::SeqCst) >= seq {
                 return Ok(());
@@ -274,10 +304,13 @@ impl WalSync {
             }
             // Everything committed before the sync starts is in the file and gets covered.
             let covered = self.committed.load(Ordering::SeqCst);
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || Self::sync_file(&path))
+            self.in_flight.store(true, Ordering::SeqCst);
+            let this = self.clone();
+            let result = tokio::task::spawn_blocking(move || this.sync_file())
                 .await
-                .map_err(join_error)??;
+                .map_err(join_error);
+            self.in_flight.store(false, Ordering::SeqCst);
+            result??;
             self.synced.fetch_max(covered, Ordering::SeqCst);
         }
     }
@@ -376,12 +409,17 @@ fn flush_writer(db: &Arc<SqliteDb>, mut guard: OwnedMutexGuard<Writer>) {
                 }
                 return;
             };
-            let wal = db.wal.clone();
+            let db = db.clone();
             handle.spawn(async move {
-                let result = wal.sync_to(seq).await;
+                let result = db.wal.sync_to(seq).await;
                 for waiter in waiters {
                     let _ = waiter.send(result.clone());
                 }
+                // Batches held back while this sync ran (see `release_writer`) go now.
+                let ticket = QueueTicket::new(&db);
+                let guard = db.writer.clone().lock_owned().await;
+                ticket.acquired();
+                release_writer(&db, guard);
             });
         }
         Ok(None) => {
@@ -398,10 +436,19 @@ fn flush_writer(db: &Arc<SqliteDb>, mut guard: OwnedMutexGuard<Writer>) {
 }
 
 /// Releases the writer: commits the batch when nobody is queued to carry it on (or it is full).
+///
+/// While a WAL sync is running, a batch with writes stays open too: its callers could not be
+/// answered before the next sync anyway, and a bigger batch writes each page once. The task that
+/// ran the sync commits it afterwards.
 fn release_writer(db: &Arc<SqliteDb>, guard: OwnedMutexGuard<Writer>) {
-    if !guard.batch_open
-        || (db.queued.load(Ordering::SeqCst) > 0 && guard.batch_len < MAX_BATCH)
-    {
+    if !guard.batch_open {
+        return;
+    }
+    let full = guard.batch_len >= MAX_BATCH;
+    if !full && db.queued.load(Ordering::SeqCst) > 0 {
+        return;
+    }
+    if !full && guard.batch_wrote && db.wal.in_flight() {
         return;
     }
     flush_writer(db, guard);
