@@ -14,6 +14,7 @@
 //!   read, folded into the group read inside the Omaha transaction) and bump locally on change.
 
 use std::collections::HashMap;
+use std::borrow::Borrow;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::RwLock;
@@ -53,7 +54,9 @@ pub struct ConfigCache {
     generation: AtomicU64,
     db_generation: AtomicI64,
     apps: Map<String, Option<Application>>,
-    groups: Map<(String, String), Option<Group>>,
+    /// Keyed by `app id + '\n' + track` (neither contains a newline: ids are UUIDs, tracks are
+    /// trimmed single-line attribute values).
+    groups: Map<String, Option<Group>>,
     targets: Map<String, ChannelTarget>,
 }
 
@@ -69,7 +72,12 @@ impl Default for ConfigCache {
     }
 }
 
-fn get<K: Eq + Hash, V: Clone>(map: &Map<K, V>, key: &K, generation: u64) -> Option<V> {
+fn get<K, Q, V>(map: &Map<K, V>, key: &Q, generation: u64) -> Option<V>
+where
+    K: Eq + Hash + Borrow<Q>,
+    Q: Eq + Hash + ?Sized,
+    V: Clone,
+{
     let map = map.read().ok()?;
     map.get(key)
         .filter(|e| e.generation == generation)
@@ -105,7 +113,7 @@ impl ConfigCache {
     }
 
     pub fn app(&self, id: &str, generation: u64) -> Option<Option<Application>> {
-        get(&self.apps, &id.to_string(), generation)
+        get(&self.apps, id, generation)
     }
 
     pub fn put_app(&self, id: &str, generation: u64, value: Option<Application>) {
@@ -113,24 +121,19 @@ impl ConfigCache {
     }
 
     pub fn group(&self, app_id: &str, track: &str, generation: u64) -> Option<Option<Group>> {
-        get(
-            &self.groups,
-            &(app_id.to_string(), track.to_string()),
-            generation,
-        )
+        let mut key = String::with_capacity(app_id.len() + track.len() + 1);
+        key.push_str(app_id);
+        key.push('\n');
+        key.push_str(track);
+        get(&self.groups, key.as_str(), generation)
     }
 
     pub fn put_group(&self, app_id: &str, track: &str, generation: u64, value: Option<Group>) {
-        put(
-            &self.groups,
-            (app_id.to_string(), track.to_string()),
-            generation,
-            value,
-        );
+        put(&self.groups, format!("{app_id}\n{track}"), generation, value);
     }
 
     pub fn target(&self, channel_id: &str, generation: u64) -> Option<ChannelTarget> {
-        get(&self.targets, &channel_id.to_string(), generation)
+        get(&self.targets, channel_id, generation)
     }
 
     pub fn put_target(&self, channel_id: &str, generation: u64, value: ChannelTarget) {

@@ -627,6 +627,11 @@ fn sqlite_rows(
     Ok(out)
 }
 
+/// A parameterless statement through the prepared-statement cache (savepoints run per request).
+fn run_cached(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn sqlite_exec(
     conn: &rusqlite::Connection,
     sql: &str,
@@ -889,7 +894,7 @@ impl Db {
         let (inner, cache) = match self {
             Self::Sqlite(db, cache) => {
                 let guard = db.begin_batch().await?;
-                if let Err(e) = guard.conn.execute_batch("SAVEPOINT rb_tx") {
+                if let Err(e) = run_cached(&guard.conn, "SAVEPOINT rb_tx") {
                     release_writer(db, guard);
                     return Err(map_sqlite_error(e));
                 }
@@ -1053,7 +1058,7 @@ impl SqliteTx {
             .guard
             .take()
             .ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
-        if let Err(e) = guard.conn.execute_batch("RELEASE rb_tx") {
+        if let Err(e) = run_cached(&guard.conn, "RELEASE rb_tx") {
             let e = map_sqlite_error(e);
             if guard.conn.is_autocommit() {
                 guard.abort_batch(&e);

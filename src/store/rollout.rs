@@ -59,10 +59,12 @@ pub struct InstanceKey<'a> {
 /// makes it equivalent to having locked the row here. The same read returns the configuration
 /// generation (cross-replica cache invalidation).
 pub async fn lock_group(tx: &mut Tx, group_id: &str) -> Result<Option<Group>, StoreError> {
-    let sql = format!(
-        "{GROUP_SELECT_COLUMNS}, (SELECT generation FROM rb_config_generation WHERE id = 1) FROM rollout_groups WHERE id = ?"
-    );
-    let rows = tx.query(&sql, sql_params![group_id]).await?;
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "{GROUP_SELECT_COLUMNS}, (SELECT generation FROM rb_config_generation WHERE id = 1) FROM rollout_groups WHERE id = ?"
+        )
+    });
+    let rows = tx.query(&SQL, sql_params![group_id]).await?;
     let Some(row) = rows.into_iter().next() else {
         return Ok(None);
     };
@@ -586,8 +588,10 @@ pub async fn any_active_behind(
         if behind {
             let active = tx
                 .query(
+                    // `+` keeps the planner on the (group, version) index: the activity index
+                    // would scan every up-to-date instance before finding one behind.
                     "SELECT 1 FROM instance_applications WHERE group_id = ? AND version = ? \
-                     AND last_check_for_updates > ? LIMIT 1",
+                     AND +last_check_for_updates > ? LIMIT 1",
                     sql_params![group_id, &version, now - ACTIVE_WINDOW_MS],
                 )
                 .await?;
