@@ -74,9 +74,9 @@ def table(name, r, args, noop_rps):
         sep += "---:|"
         row += f" {ratio} |"
     if name == "rest":
-        head += " instances |"
-        sep += "---:|"
-        row += f" {r.get('instances', '?')} |"
+        head += " instances | connections |"
+        sep += "---:|---:|"
+        row += f" {r.get('instances', '?')} | {r.get('connections', '?')} |"
     return "\n".join([head, sep, row]) + "\n"
 
 

@@ -17,6 +17,7 @@ Usage: bench/run.sh [options]
   --duration SECONDS    measured seconds per scenario (default 30, quick 8)
   --warmup SECONDS      unmeasured warm-up before each scenario (default 5, quick 2)
   --connections N       wrk connections (default 64)
+  --rest-connections N  wrk connections of the rest scenario (default 2: a few dashboard users)
   --machines N          machines of the omaha scenario (default 10000)
   --machines-large N    machines of the omaha100k scenario (default 100000)
   --no-build            use the existing release binary
@@ -41,6 +42,7 @@ SCENARIOS="noop,omaha,omaha100k,rest,webhook"
 DURATION=""
 WARMUP=""
 CONNECTIONS=64
+REST_CONNECTIONS=2
 MACHINES=10000
 MACHINES_LARGE=100000
 BUILD=1
@@ -69,6 +71,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION="$2"; shift ;;
     --warmup) WARMUP="$2"; shift ;;
     --connections) CONNECTIONS="$2"; shift ;;
+    --rest-connections) REST_CONNECTIONS="$2"; shift ;;
     --machines) MACHINES="$2"; shift ;;
     --machines-large) MACHINES_LARGE="$2"; shift ;;
     --no-build) BUILD=0 ;;
@@ -253,8 +256,8 @@ for scenario in "${WANT[@]}"; do
         kill "$seed_pid" 2>/dev/null || true; wait "$seed_pid" 2>/dev/null || true
       fi
       echo "== rest: GET group page with stats ($have instances in the group)"
-      run_wrk rest "$BENCH_DIR/get.lua" "$BASE/api/apps/$APP_ID/groups/$OPEN_GROUP" -H "$AUTH_HEADER"
-      RESULTS[rest]="${RESULTS[rest]} instances=$have" ;;
+      CONNECTIONS="$REST_CONNECTIONS" run_wrk rest "$BENCH_DIR/get.lua" "$BASE/api/apps/$APP_ID/groups/$OPEN_GROUP" -H "$AUTH_HEADER"
+      RESULTS[rest]="${RESULTS[rest]} instances=$have connections=$REST_CONNECTIONS" ;;
     webhook)
       echo "== webhook: Docker Hub and generic signed webhooks"
       python3 - "$WORK" "$WEBHOOK_SECRET" "$APP_NAME" 200000 <<'EOF'

@@ -30,3 +30,7 @@ CREATE INDEX IF NOT EXISTS idx_instance_applications_group_granted
     ON instance_applications (group_id, last_update_granted_ts);
 CREATE INDEX IF NOT EXISTS idx_instance_applications_group_version
     ON instance_applications (group_id, version);
+
+-- The group page's stats (status × version over active instances) read from the index alone.
+CREATE INDEX IF NOT EXISTS idx_instance_applications_group_stats
+    ON instance_applications (group_id, last_check_for_updates, status, version);

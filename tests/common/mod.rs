@@ -367,3 +367,14 @@ pub fn first_app(xml: &str) -> (String, Option<String>, Option<String>) {
         .map(|m| m.version.clone());
     (app.status, uc, version)
 }
+
+impl TestDb {
+    /// A second handle on the same database (another replica); only the original drops it.
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            mysql_drop: None,
+            _dir: None,
+        }
+    }
+}
