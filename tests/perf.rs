@@ -68,16 +68,31 @@ async fn replicas_invalidate_each_others_caches(db: TestDb) {
         .setup_rollout("1.0.0", json!({"policy_max_updates_per_period": 1000}))
         .await;
     // Warm replica b's caches (application, group, channel target).
-    assert_eq!(offered(&b, &app_id, "m1", "0.9.0").await.as_deref(), Some("1.0.0"));
-    assert_eq!(offered(&b, &app_id, "m2", "0.9.0").await.as_deref(), Some("1.0.0"));
+    assert_eq!(
+        offered(&b, &app_id, "m1", "0.9.0").await.as_deref(),
+        Some("1.0.0")
+    );
+    assert_eq!(
+        offered(&b, &app_id, "m2", "0.9.0").await.as_deref(),
+        Some("1.0.0")
+    );
     let p2 = new_package(&a, &app_id, "2.0.0").await;
     point(&a, &app_id, &channel_id, &p2).await;
-    assert_eq!(offered(&b, &app_id, "m3", "0.9.0").await.as_deref(), Some("2.0.0"));
+    assert_eq!(
+        offered(&b, &app_id, "m3", "0.9.0").await.as_deref(),
+        Some("2.0.0")
+    );
     // And the same replica's own writes invalidate its cache too.
     let p3 = new_package(&b, &app_id, "3.0.0").await;
     point(&b, &app_id, &channel_id, &p3).await;
-    assert_eq!(offered(&b, &app_id, "m4", "0.9.0").await.as_deref(), Some("3.0.0"));
-    assert_eq!(offered(&a, &app_id, "m5", "0.9.0").await.as_deref(), Some("3.0.0"));
+    assert_eq!(
+        offered(&b, &app_id, "m4", "0.9.0").await.as_deref(),
+        Some("3.0.0")
+    );
+    assert_eq!(
+        offered(&a, &app_id, "m5", "0.9.0").await.as_deref(),
+        Some("3.0.0")
+    );
 }
 both_backends!(replica_caches, replicas_invalidate_each_others_caches);
 
@@ -133,7 +148,11 @@ async fn last_seen_is_throttled_but_changes_are_not(db: TestDb) {
     app.clock.advance_ms(30_000);
     check("1.0.0", "first").await;
     let same = instance(&app, &app_id, &group_id, "m1").await;
-    assert_eq!(last_seen(&same), last_seen(&before), "refreshed within a minute");
+    assert_eq!(
+        last_seen(&same),
+        last_seen(&before),
+        "refreshed within a minute"
+    );
     app.clock.advance_ms(1_000);
     check("1.0.0", "second").await;
     let renamed = instance(&app, &app_id, &group_id, "m1").await;
@@ -146,7 +165,11 @@ async fn last_seen_is_throttled_but_changes_are_not(db: TestDb) {
     app.clock.advance_ms(61_000);
     check("1.1.0", "second").await;
     let later = instance(&app, &app_id, &group_id, "m1").await;
-    assert_ne!(last_seen(&later), last_seen(&upgraded), "refreshed after a minute");
+    assert_ne!(
+        last_seen(&later),
+        last_seen(&upgraded),
+        "refreshed after a minute"
+    );
     let seen_ms = chrono::DateTime::parse_from_rfc3339(
         later["application"]["last_check_for_updates"]
             .as_str()
@@ -180,7 +203,9 @@ async fn acknowledged_writes_are_committed(db: TestDb) {
         let body = t.await.expect("task");
         assert!(body.contains(r#"<manifest version="1.0.0""#), "{body}");
     }
-    let fresh = rollbridge::store::Store::connect(&url).await.expect("connect");
+    let fresh = rollbridge::store::Store::connect(&url)
+        .await
+        .expect("connect");
     let rows = fresh
         .db()
         .query(

@@ -13,8 +13,8 @@
 //!   same transaction; readers compare that row with the last value they saw (one primary-key
 //!   read, folded into the group read inside the Omaha transaction) and bump locally on change.
 
-use std::collections::HashMap;
 use std::borrow::Borrow;
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::RwLock;
@@ -129,7 +129,12 @@ impl ConfigCache {
     }
 
     pub fn put_group(&self, app_id: &str, track: &str, generation: u64, value: Option<Group>) {
-        put(&self.groups, format!("{app_id}\n{track}"), generation, value);
+        put(
+            &self.groups,
+            format!("{app_id}\n{track}"),
+            generation,
+            value,
+        );
     }
 
     pub fn target(&self, channel_id: &str, generation: u64) -> Option<ChannelTarget> {
@@ -183,9 +188,7 @@ mod tests {
             "INSERT INTO instance_applications (instance_id) VALUES (?)"
         ));
         assert!(!touches_config("SELECT * FROM packages"));
-        assert!(!touches_config(
-            "UPDATE instances SET ip = ? WHERE id = ?"
-        ));
+        assert!(!touches_config("UPDATE instances SET ip = ? WHERE id = ?"));
         assert!(!touches_config(
             "INSERT INTO activity (class, channel_id) VALUES (?, ?)"
         ));

@@ -859,13 +859,12 @@ impl Db {
                         .execute_batch(&format!("BEGIN IMMEDIATE;\n{script}\nCOMMIT;"));
                     let _ = guard.conn.execute_batch("PRAGMA synchronous=NORMAL");
                     let _ = guard.conn.busy_timeout(Duration::ZERO);
-                    result
-                        .map_err(|e| {
-                            if !guard.conn.is_autocommit() {
-                                let _ = guard.conn.execute_batch("ROLLBACK");
-                            }
-                            map_sqlite_error(e)
-                        })
+                    result.map_err(|e| {
+                        if !guard.conn.is_autocommit() {
+                            let _ = guard.conn.execute_batch("ROLLBACK");
+                        }
+                        map_sqlite_error(e)
+                    })
                 })
                 .await
                 .map_err(join_error)?

@@ -277,7 +277,7 @@ pub async fn counters(
 ) -> Result<Counters, StoreError> {
     ensure_group_locked(tx, group_id).await?;
     let window = policy.period_interval_ms.max(policy.update_timeout_ms);
-    if policy.safe_mode || window > BUCKET_RETENTION_MS || window < 0 {
+    if policy.safe_mode || !(0..=BUCKET_RETENTION_MS).contains(&window) {
         return exact_counters(tx, group_id, target_version, policy, now).await;
     }
     let period_from = now - policy.period_interval_ms;
@@ -379,10 +379,14 @@ pub async fn exact_counters(
 async fn count_grant(tx: &mut Tx, group_id: &str, granted_ts: i64) -> Result<(), StoreError> {
     let bucket = granted_ts - granted_ts.rem_euclid(BUCKET_MS);
     let sql = match tx.dialect() {
-        Dialect::Sqlite => "INSERT INTO rollout_grant_buckets (group_id, bucket_ts, grants) VALUES (?, ?, 1) \
-             ON CONFLICT (group_id, bucket_ts) DO UPDATE SET grants = grants + 1",
-        Dialect::Mysql => "INSERT INTO rollout_grant_buckets (group_id, bucket_ts, grants) VALUES (?, ?, 1) \
-             ON DUPLICATE KEY UPDATE grants = grants + 1",
+        Dialect::Sqlite => {
+            "INSERT INTO rollout_grant_buckets (group_id, bucket_ts, grants) VALUES (?, ?, 1) \
+             ON CONFLICT (group_id, bucket_ts) DO UPDATE SET grants = grants + 1"
+        }
+        Dialect::Mysql => {
+            "INSERT INTO rollout_grant_buckets (group_id, bucket_ts, grants) VALUES (?, ?, 1) \
+             ON DUPLICATE KEY UPDATE grants = grants + 1"
+        }
     };
     tx.exec(sql, sql_params![group_id, bucket]).await?;
     // Once per bucket-hour is plenty; the first grant of the hour cleans up.
@@ -584,7 +588,9 @@ pub async fn any_active_behind(
         let Some(version) = rows.first().map(|r| r.opt_text(0)).transpose()?.flatten() else {
             return Ok(false);
         };
-        let behind = Version::parse(&version).map(|v| v < *target).unwrap_or(true);
+        let behind = Version::parse(&version)
+            .map(|v| v < *target)
+            .unwrap_or(true);
         if behind {
             let active = tx
                 .query(
