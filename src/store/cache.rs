@@ -40,6 +40,19 @@ const MAX_ENTRIES: usize = 4096;
 pub const BUMP_DB_GENERATION: &str =
     "UPDATE rb_config_generation SET generation = generation + 1 WHERE id = 1";
 
+/// How long a read of the generation row vouches for the application and group lookups done
+/// outside a transaction (MySQL). The channel's package, read inside the Omaha transaction, is
+/// always checked against the row read in that transaction.
+pub const DB_GENERATION_REUSE_MS: u64 = 20;
+
+fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
 struct Entry<V> {
     generation: u64,
     value: V,
@@ -53,6 +66,7 @@ pub type ChannelTarget = Option<(Package, bool)>;
 pub struct ConfigCache {
     generation: AtomicU64,
     db_generation: AtomicI64,
+    observed_at_ms: AtomicU64,
     apps: Map<String, Option<Application>>,
     /// Keyed by `app id + '\n' + track` (neither contains a newline: ids are UUIDs, tracks are
     /// trimmed single-line attribute values).
@@ -65,6 +79,7 @@ impl Default for ConfigCache {
         Self {
             generation: AtomicU64::new(0),
             db_generation: AtomicI64::new(i64::MIN),
+            observed_at_ms: AtomicU64::new(0),
             apps: RwLock::default(),
             groups: RwLock::default(),
             targets: RwLock::default(),
@@ -107,9 +122,17 @@ impl ConfigCache {
     /// Records the database's generation row; a change (another replica wrote configuration)
     /// invalidates every entry.
     pub fn observe_db_generation(&self, value: i64) {
+        self.observed_at_ms.store(monotonic_ms(), Ordering::SeqCst);
         if self.db_generation.swap(value, Ordering::SeqCst) != value {
             self.bump();
         }
+    }
+
+    /// True when the generation row was read less than [`DB_GENERATION_REUSE_MS`] ago (under
+    /// load every Omaha transaction reads it, so lookups outside a transaction need not).
+    pub fn db_generation_is_fresh(&self) -> bool {
+        let at = self.observed_at_ms.load(Ordering::SeqCst);
+        at != 0 && monotonic_ms().saturating_sub(at) < DB_GENERATION_REUSE_MS
     }
 
     pub fn app(&self, id: &str, generation: u64) -> Option<Option<Application>> {

@@ -744,15 +744,27 @@ impl Db {
                 Ok(Self::Sqlite(SqliteDb::new(conn, Some(path.clone())), cache))
             }
             DatabaseUrl::Mysql(url) => {
-                let opts =
-                    mysql_async::OptsBuilder::from_opts(
-                        mysql_async::Opts::from_url(url)
-                            .map_err(|e| StoreError::Config(format!("bad MySQL URL: {e}")))?,
-                    )
-                    .pool_opts(mysql_async::PoolOpts::default().with_constraints(
-                        mysql_async::PoolConstraints::new(1, 48).unwrap_or_default(),
-                    ))
-                    .stmt_cache_size(256);
+                let opts = mysql_async::OptsBuilder::from_opts(
+                    mysql_async::Opts::from_url(url)
+                        .map_err(|e| StoreError::Config(format!("bad MySQL URL: {e}")))?,
+                )
+                // No COM_RESET_CONNECTION when a connection goes back to the pool: it
+                // costs a round trip per query and drops the server-side prepared
+                // statements, which made the statement cache useless. Transactions are
+                // ended by mysql_async itself; the store keeps no other session state.
+                .pool_opts(
+                    mysql_async::PoolOpts::default()
+                        .with_constraints(
+                            mysql_async::PoolConstraints::new(1, 48).unwrap_or_default(),
+                        )
+                        .with_reset_connection(false),
+                )
+                .stmt_cache_size(256)
+                // READ COMMITTED for the whole session, so starting a transaction is one
+                // round trip instead of two (`SET TRANSACTION ...` + `START TRANSACTION`).
+                .init(vec![
+                    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                ]);
                 let pool = mysql_async::Pool::new(opts);
                 // Fail fast with a clear error when the server is unreachable.
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
@@ -907,8 +919,8 @@ impl Db {
                 )
             }
             Self::Mysql(pool, cache) => {
-                let mut opts = mysql_async::TxOpts::default();
-                opts.with_isolation_level(mysql_async::IsolationLevel::ReadCommitted);
+                // READ COMMITTED is the session's level (set when the connection was opened).
+                let opts = mysql_async::TxOpts::default();
                 let tx = pool
                     .start_transaction(opts)
                     .await

@@ -83,10 +83,11 @@ impl Store {
     }
 
     /// The configuration cache's current generation. MySQL: first compares the database's
-    /// generation row (another replica may have written configuration); SQLite has one server
-    /// process per database file, whose writes bump the generation themselves.
+    /// generation row (another replica may have written configuration) unless it was read in the
+    /// last few milliseconds (`cache::DB_GENERATION_REUSE_MS`); SQLite has one server process
+    /// per database file, whose writes bump the generation themselves.
     pub async fn config_generation(&self) -> Result<u64, StoreError> {
-        if self.dialect() == Dialect::Mysql {
+        if self.dialect() == Dialect::Mysql && !self.db.cache().db_generation_is_fresh() {
             let rows = self
                 .db
                 .query(
