@@ -31,10 +31,7 @@ CREATE INDEX IF NOT EXISTS idx_instance_applications_group_granted
 CREATE INDEX IF NOT EXISTS idx_instance_applications_group_version
     ON instance_applications (group_id, version);
 
--- The group page's stats (status × version over active instances) read from the index alone.
+-- The group page's stats (status × version over active instances) read from the index alone,
+-- in GROUP BY order: no temporary b-tree for 100,000 instances.
 CREATE INDEX IF NOT EXISTS idx_instance_applications_group_stats
-    ON instance_applications (group_id, last_check_for_updates, status, version);
-
--- (group_id, last_check_for_updates) is a prefix of the index above: one index less to update
--- on every write of "last seen".
-DROP INDEX IF EXISTS idx_instance_applications_group;
+    ON instance_applications (group_id, status, version, last_check_for_updates);

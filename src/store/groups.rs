@@ -137,8 +137,11 @@ pub(crate) async fn group_stat_rows<Q: Queryable>(
 ) -> Result<Vec<(Option<i64>, String, i64)>, StoreError> {
     let rows = q
         .query(
+            // `+` keeps the planner on the (group, status, version, last check) index, which
+            // delivers the rows in GROUP BY order, instead of the last-check range index that
+            // needs a temporary b-tree to group 100,000 rows.
             "SELECT status, version, COUNT(*) FROM instance_applications \
-             WHERE group_id = ? AND last_check_for_updates > ? GROUP BY status, version",
+             WHERE group_id = ? AND +last_check_for_updates > ? GROUP BY status, version",
             sql_params![group_id, now - ACTIVE_WINDOW_MS],
         )
         .await?;
