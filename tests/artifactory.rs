@@ -1515,7 +1515,7 @@ async fn only_one_mysql_replica_polls() {
     let report = poll(&first, &token).await;
     assert_eq!(report["leader"], true);
     // A second replica on the same database stands by while the first holds the lock.
-    let db2 = TestDb::reuse(&first.db);
+    let db2 = first.db.shared();
     let second = start(db2, &fake, &[]).await;
     let token2 = second.admin_token().await;
     let (status, body) = force(&second, &token2).await;

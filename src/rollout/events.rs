@@ -158,7 +158,7 @@ async fn instance_failed(
         return Ok(());
     }
     let policy = group.policy();
-    let counters = rows::counters(tx, &group.id, granted, &policy, now).await?;
+    let counters = rows::exact_counters(tx, &group.id, granted, &policy, now).await?;
     // This failure is the first finished attempt at the version: stop the rollout.
     if counters.attempted_current == 1 {
         rows::set_updates_enabled(tx, &group.id, false).await?;
@@ -222,13 +222,7 @@ pub async fn complete_instance(
     let Ok(target) = Version::parse(&package.version) else {
         return Ok(());
     };
-    let behind = rows::group_versions(tx, &group.id, now)
-        .await?
-        .into_iter()
-        .filter(|(v, _)| Version::parse(v).map(|v| v < target).unwrap_or(true))
-        .map(|(_, n)| n)
-        .sum::<i64>();
-    if behind == 0 {
+    if !rows::any_active_behind(tx, &group.id, &target, now).await? {
         rows::set_rollout_in_progress(tx, &group.id, false).await?;
         group.rollout_in_progress = false;
         rows::add_activity(

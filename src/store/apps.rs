@@ -44,13 +44,20 @@ impl Store {
             .ok_or(StoreError::NotFound)
     }
 
-    /// Looks an application up by id in any team (the Omaha endpoint has no team).
+    /// Looks an application up by id in any team (the Omaha endpoint has no team). Served from
+    /// the configuration cache while its generation is current.
     pub async fn app_by_id(&self, app_id: &str) -> Result<Option<Application>, StoreError> {
+        let generation = self.config_generation().await?;
+        if let Some(hit) = self.db().cache().app(app_id, generation) {
+            return Ok(hit);
+        }
         let rows = self
             .db()
             .query(&format!("{APP_SELECT} WHERE id = ?"), sql_params![app_id])
             .await?;
-        rows.first().map(app_from_row).transpose()
+        let app = rows.first().map(app_from_row).transpose()?;
+        self.db().cache().put_app(app_id, generation, app.clone());
+        Ok(app)
     }
 
     pub async fn app_by_name(

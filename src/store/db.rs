@@ -3,13 +3,15 @@
 //! where SQL differs ask [`Dialect`]. SQLite work runs on blocking threads so it never stalls
 //! the async workers; MySQL goes through mysql_async's pool.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable as _;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
+use super::cache::{touches_config, ConfigCache, BUMP_DB_GENERATION};
 use super::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,13 +176,419 @@ impl DatabaseUrl {
 }
 
 /// SQLite: one writer connection (SQLite allows one writer at a time anyway) and a few readers.
+///
+/// Group commit, in two layers:
+/// - Transactions are `SAVEPOINT`s inside an outer `BEGIN IMMEDIATE` transaction (the batch).
+///   `commit()` releases the savepoint; when no other caller is queued for the writer it runs the
+///   real `COMMIT`, otherwise the next holder carries the batch on and the last one commits. The
+///   batch's pages go to the WAL once, not once per request.
+/// - The writer runs with `synchronous=NORMAL`, so `COMMIT` itself does not fsync; the WAL file
+///   is then `fdatasync`ed outside the writer lock (the extra sync `synchronous=FULL` does after
+///   every commit, see [`WalSync`]), one sync covering every batch committed before it started,
+///   while the next batch already executes. Every caller's `commit()` resolves only after the
+///   sync covering its batch succeeded, so nothing is acknowledged before it is durable.
+///   Checkpoints (which sync the WAL before and the database after copying) run on a background
+///   thread instead of inside a request's commit.
+///
+/// Statements run inline on the async worker that holds the writer: they take microseconds, and
+/// a thread hop per statement costs more than the statement while holding the one writer. Only
+/// `BEGIN IMMEDIATE` when another process holds the lock, and the fsync, go to blocking threads.
 pub struct SqliteDb {
-    writer: Arc<Mutex<rusqlite::Connection>>,
+    writer: Arc<Mutex<Writer>>,
+    /// Callers waiting for the writer; a committing caller leaves the real COMMIT to them.
+    queued: AtomicUsize,
     readers: std::sync::Mutex<Vec<rusqlite::Connection>>,
     path: Option<String>,
+    wal: Arc<WalSync>,
 }
 
+/// The writer connection and the state of the current batch.
+pub struct Writer {
+    conn: rusqlite::Connection,
+    /// An outer transaction is open (it holds released savepoints not yet committed, or none).
+    batch_open: bool,
+    /// The batch contains writes (its callers must wait for COMMIT and the WAL sync).
+    batch_wrote: bool,
+    /// Transactions in the current batch (bounds how long a batch stays open).
+    batch_len: usize,
+    /// Callers whose transactions are in the batch, waiting for the real COMMIT and the sync.
+    waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+/// Transactions per batch before it is committed anyway (bounds the latency of the first, and
+/// how long other processes wait for the write lock under sustained load).
+const MAX_BATCH: usize = 256;
+
 const SQLITE_READERS: usize = 4;
+
+/// Makes committed WAL frames durable: `fdatasync` of the `-wal` file, coalesced (a caller whose
+/// commit is already covered by a finished sync does not sync again; one sync at a time).
+pub struct WalSync {
+    wal_path: Option<std::path::PathBuf>,
+    /// Batches committed so far (sequence number of the latest).
+    committed: AtomicU64,
+    /// Every batch up to this sequence number is durable.
+    synced: AtomicU64,
+    syncing: Mutex<()>,
+    in_flight: AtomicBool,
+    file: std::sync::Mutex<Option<Arc<std::fs::File>>>,
+}
+
+impl WalSync {
+    fn new(db_path: Option<&str>) -> Self {
+        Self {
+            wal_path: db_path.map(|p| std::path::PathBuf::from(format!("{p}-wal"))),
+            committed: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+            syncing: Mutex::new(()),
+            in_flight: AtomicBool::new(false),
+            file: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Called right after a COMMIT, under the writer lock: the batch's sequence number.
+    fn committed(&self) -> u64 {
+        self.committed.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// `fdatasync` of the WAL through a file handle kept open between syncs.
+    fn sync_file(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.wal_path else {
+            return Ok(());
+        };
+        let error = |e: std::io::Error| StoreError::Backend(format!("syncing the SQLite WAL: {e}"));
+        let file = {
+            let mut slot = self
+                .file
+                .lock()
+                .map_err(|_| StoreError::Backend("WAL sync state poisoned".into()))?;
+            match slot.as_ref() {
+                Some(file) => file.clone(),
+                None => {
+                    let file = Arc::new(std::fs::File::open(path).map_err(error)?);
+                    *slot = Some(file.clone());
+                    file
+                }
+            }
+        };
+        let result = file.sync_data().map_err(error);
+        if result.is_err() {
+            // Reopen next time (the file may have been replaced).
+            if let Ok(mut slot) = self.file.lock() {
+                *slot = None;
+            }
+        }
+        result
+    }
+
+    /// A sync is running: a batch committed now could not be acknowledged before the next one.
+    fn in_flight(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Blocking variant of [`WalSync::sync_to`] for callers outside the runtime.
+    fn sync_blocking(&self, seq: u64) -> Result<(), StoreError> {
+        let covered = self.committed.load(Ordering::SeqCst);
+        self.sync_file()?;
+        self.synced.fetch_max(covered.max(seq), Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Returns once batch `seq` is durable.
+    async fn sync_to(self: &Arc<Self>, seq: u64) -> Result<(), StoreError> {
+        if self.wal_path.is_none() {
+            return Ok(()); // in-memory database: nothing to sync
+        }
+        loop {
+            if self.synced.load(Ordering::SeqCst) >= seq {
+                return Ok(());
+            }
+            let _one_at_a_time = self.syncing.lock().await;
+            if self.synced.load(Ordering::SeqCst) >= seq {
+                return Ok(());
+            }
+            // Everything committed before the sync starts is in the file and gets covered.
+            let covered = self.committed.load(Ordering::SeqCst);
+            self.in_flight.store(true, Ordering::SeqCst);
+            let this = self.clone();
+            let result = tokio::task::spawn_blocking(move || this.sync_file())
+                .await
+                .map_err(join_error);
+            self.in_flight.store(false, Ordering::SeqCst);
+            result??;
+            self.synced.fetch_max(covered, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Checkpoints the WAL into the database from its own connection, off the request path. PASSIVE
+/// checkpoints never block the writer; with `synchronous=FULL` on this connection they sync the
+/// WAL before and the database after copying, so the WAL can then be reused safely.
+fn spawn_checkpointer(db: &Arc<SqliteDb>) {
+    let Some(path) = db.path.clone() else {
+        return;
+    };
+    let weak = Arc::downgrade(db);
+    let spawned = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            let Ok(conn) = open_sqlite(Some(&path)) else {
+                return;
+            };
+            let mut last = 0;
+            loop {
+                std::thread::sleep(Duration::from_millis(200));
+                let Some(db) = weak.upgrade() else {
+                    return;
+                };
+                let committed = db.wal.committed.load(Ordering::SeqCst);
+                drop(db);
+                if committed != last {
+                    last = committed;
+                    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %e, "SQLite checkpoint failed");
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the SQLite checkpoint thread");
+    }
+}
+
+impl Writer {
+    /// Ends the batch: COMMIT (or nothing when none is open). Returns the waiters to answer and
+    /// the batch's sequence number when it wrote something (the WAL must be synced for it).
+    #[allow(clippy::type_complexity)]
+    fn commit_batch(
+        &mut self,
+        wal: &WalSync,
+    ) -> (
+        Result<Option<u64>, StoreError>,
+        Vec<oneshot::Sender<Result<(), StoreError>>>,
+    ) {
+        let result = if !self.batch_open {
+            Ok(None)
+        } else if self.conn.is_autocommit() {
+            Err(StoreError::Backend("transaction batch lost".into()))
+        } else {
+            self.conn
+                .execute_batch("COMMIT")
+                .map(|_| self.batch_wrote.then(|| wal.committed()))
+                .map_err(map_sqlite_error)
+        };
+        if result.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.batch_open = false;
+        self.batch_wrote = false;
+        self.batch_len = 0;
+        (result, std::mem::take(&mut self.waiters))
+    }
+
+    /// The outer transaction ended on its own (SQLite rolls back on I/O errors, disk full):
+    /// every batched caller's work is gone and each must hear so.
+    fn abort_batch(&mut self, error: &StoreError) {
+        self.batch_open = false;
+        self.batch_wrote = false;
+        self.batch_len = 0;
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(Err(error.clone()));
+        }
+    }
+}
+
+/// Commits the batch (inline: without fsync it takes microseconds), releases the writer, and has
+/// a task make the batch durable and answer its callers (a task, so that a cancelled caller
+/// cannot leave the others unanswered).
+fn flush_writer(db: &Arc<SqliteDb>, mut guard: OwnedMutexGuard<Writer>) {
+    let (result, waiters) = guard.commit_batch(&db.wal);
+    drop(guard);
+    match result {
+        Ok(Some(seq)) => {
+            let Ok(handle) = tokio::runtime::Handle::try_current() else {
+                // No runtime (shutting down): sync right here.
+                let result = db.wal.sync_blocking(seq);
+                for waiter in waiters {
+                    let _ = waiter.send(result.clone());
+                }
+                return;
+            };
+            let db = db.clone();
+            handle.spawn(async move {
+                let result = db.wal.sync_to(seq).await;
+                for waiter in waiters {
+                    let _ = waiter.send(result.clone());
+                }
+                // Batches held back while this sync ran (see `release_writer`) go now.
+                let ticket = QueueTicket::new(&db);
+                let guard = db.writer.clone().lock_owned().await;
+                ticket.acquired();
+                release_writer(&db, guard);
+            });
+        }
+        Ok(None) => {
+            for waiter in waiters {
+                let _ = waiter.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            for waiter in waiters {
+                let _ = waiter.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Releases the writer: commits the batch when nobody is queued to carry it on (or it is full).
+///
+/// While a WAL sync is running, a batch with writes stays open too: its callers could not be
+/// answered before the next sync anyway, and a bigger batch writes each page once. The task that
+/// ran the sync commits it afterwards.
+fn release_writer(db: &Arc<SqliteDb>, guard: OwnedMutexGuard<Writer>) {
+    if !guard.batch_open {
+        return;
+    }
+    let full = guard.batch_len >= MAX_BATCH;
+    if !full && db.queued.load(Ordering::SeqCst) > 0 {
+        return;
+    }
+    if !full && guard.batch_wrote && db.wal.in_flight() {
+        return;
+    }
+    flush_writer(db, guard);
+}
+
+/// Counts a caller as queued for the writer while it waits; if it gives up (its future is
+/// dropped), whatever batch it was expected to carry on is committed by a task instead.
+struct QueueTicket {
+    db: Arc<SqliteDb>,
+    waiting: bool,
+}
+
+impl QueueTicket {
+    fn new(db: &Arc<SqliteDb>) -> Self {
+        db.queued.fetch_add(1, Ordering::SeqCst);
+        Self {
+            db: db.clone(),
+            waiting: true,
+        }
+    }
+
+    fn acquired(mut self) {
+        self.waiting = false;
+        self.db.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for QueueTicket {
+    fn drop(&mut self) {
+        if !self.waiting {
+            return;
+        }
+        self.db.queued.fetch_sub(1, Ordering::SeqCst);
+        let db = self.db.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let ticket = QueueTicket::new(&db);
+                let guard = db.writer.clone().lock_owned().await;
+                ticket.acquired();
+                release_writer(&db, guard);
+            });
+        }
+    }
+}
+
+impl SqliteDb {
+    fn new(conn: rusqlite::Connection, path: Option<String>) -> Arc<Self> {
+        let db = Arc::new(Self {
+            writer: Arc::new(Mutex::new(Writer {
+                conn,
+                batch_open: false,
+                batch_wrote: false,
+                batch_len: 0,
+                waiters: Vec::new(),
+            })),
+            queued: AtomicUsize::new(0),
+            readers: std::sync::Mutex::new(Vec::new()),
+            wal: Arc::new(WalSync::new(path.as_deref())),
+            path,
+        });
+        spawn_checkpointer(&db);
+        db
+    }
+
+    async fn lock_writer(self: &Arc<Self>) -> OwnedMutexGuard<Writer> {
+        let ticket = QueueTicket::new(self);
+        let guard = self.writer.clone().lock_owned().await;
+        ticket.acquired();
+        guard
+    }
+
+    /// The writer with a batch open (starting one takes the database write lock).
+    async fn begin_batch(self: &Arc<Self>) -> Result<OwnedMutexGuard<Writer>, StoreError> {
+        let mut guard = self.lock_writer().await;
+        if guard.batch_open && !guard.conn.is_autocommit() {
+            guard.batch_len += 1;
+            return Ok(guard);
+        }
+        if !guard.conn.is_autocommit() {
+            let _ = guard.conn.execute_batch("ROLLBACK");
+        }
+        // The writer's busy timeout is zero: only another process can hold the lock, and then
+        // the wait happens on a blocking thread.
+        match guard.conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => {}
+            Err(rusqlite::Error::SqliteFailure(code, _))
+                if code.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                guard = tokio::task::spawn_blocking(move || {
+                    let waited = guard
+                        .conn
+                        .busy_timeout(Duration::from_secs(10))
+                        .and_then(|_| guard.conn.execute_batch("BEGIN IMMEDIATE"));
+                    let _ = guard.conn.busy_timeout(Duration::ZERO);
+                    waited.map(|_| guard).map_err(map_sqlite_error)
+                })
+                .await
+                .map_err(join_error)??;
+            }
+            Err(e) => return Err(map_sqlite_error(e)),
+        }
+        guard.batch_open = true;
+        guard.batch_wrote = false;
+        guard.batch_len = 1;
+        Ok(guard)
+    }
+
+    /// The writer with no batch open (for scripts that manage their own transaction).
+    async fn idle_writer(self: &Arc<Self>) -> Result<OwnedMutexGuard<Writer>, StoreError> {
+        let mut guard = self.lock_writer().await;
+        if guard.batch_open {
+            let (result, waiters) = guard.commit_batch(&self.wal);
+            let result = match result {
+                Ok(Some(seq)) => self.wal.sync_to(seq).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            for waiter in waiters {
+                let _ = waiter.send(result.clone());
+            }
+        }
+        Ok(guard)
+    }
+}
+
+/// The writer connection: no busy wait on the async worker, WAL synced by [`WalSync`], no
+/// checkpoints inside request commits.
+fn open_sqlite_writer(path: Option<&str>) -> Result<rusqlite::Connection, StoreError> {
+    let conn = open_sqlite(path)?;
+    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;")
+        .map_err(map_sqlite_error)?;
+    conn.busy_timeout(Duration::ZERO)
+        .map_err(map_sqlite_error)?;
+    Ok(conn)
+}
 
 fn open_sqlite(path: Option<&str>) -> Result<rusqlite::Connection, StoreError> {
     let conn = match path {
@@ -224,6 +632,11 @@ fn sqlite_rows(
     Ok(out)
 }
 
+/// A parameterless statement through the prepared-statement cache (savepoints run per request).
+fn run_cached(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn sqlite_exec(
     conn: &rusqlite::Connection,
     sql: &str,
@@ -234,13 +647,6 @@ fn sqlite_exec(
         .execute(rusqlite::params_from_iter(params.iter()))
         .map_err(map_sqlite_error)?;
     Ok(n as u64)
-}
-
-/// A transaction left open by a cancelled task is rolled back before the writer is reused.
-fn reset_writer(conn: &rusqlite::Connection) {
-    if !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
 }
 
 pub fn map_sqlite_error(e: rusqlite::Error) -> StoreError {
@@ -317,48 +723,53 @@ fn mysql_row(row: mysql_async::Row) -> Row {
         .collect())
 }
 
-/// A database handle: cheap to clone.
+/// A database handle: cheap to clone. Both variants carry the configuration cache, so that
+/// write statements anywhere invalidate it (see `store::cache`).
 #[derive(Clone)]
 pub enum Db {
-    Sqlite(Arc<SqliteDb>),
-    Mysql(mysql_async::Pool),
+    Sqlite(Arc<SqliteDb>, Arc<ConfigCache>),
+    Mysql(mysql_async::Pool, Arc<ConfigCache>),
 }
 
 impl Db {
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let cache = Arc::new(ConfigCache::default());
         match url {
             DatabaseUrl::SqliteMemory => {
-                let conn = tokio::task::spawn_blocking(|| open_sqlite(None))
+                let conn = tokio::task::spawn_blocking(|| open_sqlite_writer(None))
                     .await
                     .map_err(join_error)??;
-                Ok(Self::Sqlite(Arc::new(SqliteDb {
-                    writer: Arc::new(Mutex::new(conn)),
-                    readers: std::sync::Mutex::new(Vec::new()),
-                    path: None,
-                })))
+                Ok(Self::Sqlite(SqliteDb::new(conn, None), cache))
             }
             DatabaseUrl::SqliteFile(path) => {
-                let path = path.clone();
                 let p = path.clone();
-                let conn = tokio::task::spawn_blocking(move || open_sqlite(Some(&p)))
+                let conn = tokio::task::spawn_blocking(move || open_sqlite_writer(Some(&p)))
                     .await
                     .map_err(join_error)??;
-                Ok(Self::Sqlite(Arc::new(SqliteDb {
-                    writer: Arc::new(Mutex::new(conn)),
-                    readers: std::sync::Mutex::new(Vec::new()),
-                    path: Some(path),
-                })))
+                Ok(Self::Sqlite(SqliteDb::new(conn, Some(path.clone())), cache))
             }
             DatabaseUrl::Mysql(url) => {
-                let opts =
-                    mysql_async::OptsBuilder::from_opts(
-                        mysql_async::Opts::from_url(url)
-                            .map_err(|e| StoreError::Config(format!("bad MySQL URL: {e}")))?,
-                    )
-                    .pool_opts(mysql_async::PoolOpts::default().with_constraints(
-                        mysql_async::PoolConstraints::new(1, 48).unwrap_or_default(),
-                    ))
-                    .stmt_cache_size(256);
+                let opts = mysql_async::OptsBuilder::from_opts(
+                    mysql_async::Opts::from_url(url)
+                        .map_err(|e| StoreError::Config(format!("bad MySQL URL: {e}")))?,
+                )
+                // No COM_RESET_CONNECTION when a connection goes back to the pool: it
+                // costs a round trip per query and drops the server-side prepared
+                // statements, which made the statement cache useless. Transactions are
+                // ended by mysql_async itself; the store keeps no other session state.
+                .pool_opts(
+                    mysql_async::PoolOpts::default()
+                        .with_constraints(
+                            mysql_async::PoolConstraints::new(1, 48).unwrap_or_default(),
+                        )
+                        .with_reset_connection(false),
+                )
+                .stmt_cache_size(256)
+                // READ COMMITTED for the whole session, so starting a transaction is one
+                // round trip instead of two (`SET TRANSACTION ...` + `START TRANSACTION`).
+                .init(vec![
+                    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                ]);
                 let pool = mysql_async::Pool::new(opts);
                 // Fail fast with a clear error when the server is unreachable.
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
@@ -368,24 +779,35 @@ impl Db {
                 .await
                 .map_err(map_mysql_error)?;
                 drop(conn);
-                Ok(Self::Mysql(pool))
+                Ok(Self::Mysql(pool, cache))
             }
         }
     }
 
     pub fn dialect(&self) -> Dialect {
         match self {
-            Self::Sqlite(_) => Dialect::Sqlite,
-            Self::Mysql(_) => Dialect::Mysql,
+            Self::Sqlite(..) => Dialect::Sqlite,
+            Self::Mysql(..) => Dialect::Mysql,
+        }
+    }
+
+    /// The configuration cache shared by every clone of this handle.
+    pub fn cache(&self) -> &Arc<ConfigCache> {
+        match self {
+            Self::Sqlite(_, cache) | Self::Mysql(_, cache) => cache,
         }
     }
 
     /// A read outside any transaction (SQLite: on a reader connection).
     pub async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<Row>, StoreError> {
         match self {
-            Self::Sqlite(db) => {
+            Self::Sqlite(db, _) => {
                 if db.path.is_none() {
-                    return self.with_writer(sql, params, sqlite_rows).await;
+                    // In-memory databases have no separate readers.
+                    let mut tx = self.begin().await?;
+                    let rows = tx.query(sql, params).await?;
+                    tx.commit().await?;
+                    return Ok(rows);
                 }
                 let db = db.clone();
                 let sql = sql.to_string();
@@ -406,7 +828,7 @@ impl Db {
                 .await
                 .map_err(join_error)?
             }
-            Self::Mysql(pool) => {
+            Self::Mysql(pool, _) => {
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
                 let rows: Vec<mysql_async::Row> = conn
                     .exec(sql, mysql_params(params))
@@ -420,105 +842,124 @@ impl Db {
     /// One write statement in its own transaction; returns the affected row count.
     pub async fn exec(&self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
         match self {
-            Self::Sqlite(_) => self.with_writer(sql, params, sqlite_exec).await,
-            Self::Mysql(pool) => {
+            Self::Mysql(pool, _) if !touches_config(sql) => {
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
                 conn.exec_drop(sql, mysql_params(params))
                     .await
                     .map_err(map_mysql_error)?;
                 Ok(conn.affected_rows())
             }
+            // SQLite: through the group-committing writer. MySQL configuration writes: with the
+            // generation bump in the same transaction.
+            _ => {
+                let mut tx = self.begin().await?;
+                let n = tx.exec(sql, params).await?;
+                tx.commit().await?;
+                Ok(n)
+            }
         }
-    }
-
-    async fn with_writer<T: Send + 'static>(
-        &self,
-        sql: &str,
-        params: Vec<SqlValue>,
-        f: fn(&rusqlite::Connection, &str, &[SqlValue]) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let Self::Sqlite(db) = self else {
-            return Err(StoreError::Backend("not a SQLite database".into()));
-        };
-        let guard = db.writer.clone().lock_owned().await;
-        let sql = sql.to_string();
-        tokio::task::spawn_blocking(move || {
-            reset_writer(&guard);
-            f(&guard, &sql, &params)
-        })
-        .await
-        .map_err(join_error)?
     }
 
     /// Runs a multi-statement script (migrations). SQLite: atomically. MySQL: statement by
     /// statement (DDL commits implicitly there), so scripts must be re-runnable.
     pub async fn exec_script(&self, script: &str) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(db) => {
-                let guard = db.writer.clone().lock_owned().await;
+        let result = match self {
+            Self::Sqlite(db, _) => {
+                let guard = db.idle_writer().await?;
                 let script = script.to_string();
                 tokio::task::spawn_blocking(move || {
-                    reset_writer(&guard);
-                    guard
-                        .execute_batch(&format!("BEGIN IMMEDIATE;\n{script}\nCOMMIT;"))
-                        .map_err(|e| {
-                            reset_writer(&guard);
-                            map_sqlite_error(e)
-                        })
+                    // Migrations are rare: a full sync at their COMMIT, like before.
+                    let _ = guard.conn.busy_timeout(Duration::from_secs(10));
+                    let _ = guard.conn.execute_batch("PRAGMA synchronous=FULL");
+                    let result = guard
+                        .conn
+                        .execute_batch(&format!("BEGIN IMMEDIATE;\n{script}\nCOMMIT;"));
+                    let _ = guard.conn.execute_batch("PRAGMA synchronous=NORMAL");
+                    let _ = guard.conn.busy_timeout(Duration::ZERO);
+                    result.map_err(|e| {
+                        if !guard.conn.is_autocommit() {
+                            let _ = guard.conn.execute_batch("ROLLBACK");
+                        }
+                        map_sqlite_error(e)
+                    })
                 })
                 .await
                 .map_err(join_error)?
             }
-            Self::Mysql(pool) => {
+            Self::Mysql(pool, _) => {
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
+                let mut result = Ok(());
                 for statement in split_statements(script) {
-                    conn.query_drop(statement).await.map_err(map_mysql_error)?;
+                    if let Err(e) = conn.query_drop(statement).await {
+                        result = Err(map_mysql_error(e));
+                        break;
+                    }
                 }
-                Ok(())
+                result
             }
-        }
+        };
+        // A script may change anything.
+        self.cache().bump();
+        result
     }
 
-    /// Opens a write transaction. SQLite takes the database write lock at once (`BEGIN
-    /// IMMEDIATE`), which serialises all writers; MySQL callers lock rows they depend on.
+    /// Opens a write transaction. SQLite: a savepoint in the writer's current batch (which holds
+    /// the database write lock, `BEGIN IMMEDIATE`), so all writers are serialised; MySQL callers
+    /// lock rows they depend on.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        match self {
-            Self::Sqlite(db) => {
-                let guard = db.writer.clone().lock_owned().await;
-                let guard = tokio::task::spawn_blocking(move || {
-                    reset_writer(&guard);
-                    guard
-                        .execute_batch("BEGIN IMMEDIATE")
-                        .map(|_| guard)
-                        .map_err(map_sqlite_error)
-                })
-                .await
-                .map_err(join_error)??;
-                Ok(Tx::Sqlite(Some(guard)))
+        let (inner, cache) = match self {
+            Self::Sqlite(db, cache) => {
+                let guard = db.begin_batch().await?;
+                if let Err(e) = run_cached(&guard.conn, "SAVEPOINT rb_tx") {
+                    release_writer(db, guard);
+                    return Err(map_sqlite_error(e));
+                }
+                (
+                    TxInner::Sqlite(SqliteTx {
+                        guard: Some(guard),
+                        db: db.clone(),
+                        wrote: false,
+                    }),
+                    cache.clone(),
+                )
             }
-            Self::Mysql(pool) => {
-                let mut opts = mysql_async::TxOpts::default();
-                opts.with_isolation_level(mysql_async::IsolationLevel::ReadCommitted);
+            Self::Mysql(pool, cache) => {
+                // READ COMMITTED is the session's level (set when the connection was opened).
+                let opts = mysql_async::TxOpts::default();
                 let tx = pool
                     .start_transaction(opts)
                     .await
                     .map_err(map_mysql_error)?;
-                Ok(Tx::Mysql(tx))
+                (TxInner::Mysql(Some(tx)), cache.clone())
             }
-        }
+        };
+        Ok(Tx {
+            inner,
+            cache,
+            config_dirty: false,
+            memo: TxMemo::default(),
+        })
     }
 
     /// Runs `f` on a dedicated MySQL connection (advisory locks need one connection).
     pub fn mysql_pool(&self) -> Option<&mysql_async::Pool> {
         match self {
-            Self::Mysql(pool) => Some(pool),
-            Self::Sqlite(_) => None,
+            Self::Mysql(pool, _) => Some(pool),
+            Self::Sqlite(..) => None,
         }
     }
 
     pub async fn close(self) {
-        if let Self::Mysql(pool) = self {
-            let _ = pool.disconnect().await;
+        match self {
+            Self::Mysql(pool, _) => {
+                let _ = pool.disconnect().await;
+            }
+            Self::Sqlite(db, _) => {
+                // Commit whatever batch is still open before the process goes away.
+                if let Ok(guard) = db.idle_writer().await {
+                    drop(guard);
+                }
+            }
         }
     }
 }
@@ -553,38 +994,141 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
     StoreError::Backend(format!("database task failed: {e}"))
 }
 
+/// Per-transaction notes the store's Omaha code keeps between its own calls (rows it already
+/// read), so it does not read them twice. Any write clears `instance`.
+#[derive(Debug, Default)]
+pub struct TxMemo {
+    /// (instance id, application id, the row `rollout::instance_app` read).
+    pub instance: Option<(String, String, Option<Row>)>,
+    /// (group id, the row `rollout::lock_group` read, whether it is locked).
+    pub group: Option<(String, Row, bool)>,
+}
+
 /// An open write transaction. Dropping it without `commit` rolls back.
-pub enum Tx {
-    Sqlite(Option<OwnedMutexGuard<rusqlite::Connection>>),
-    Mysql(mysql_async::Transaction<'static>),
+pub struct Tx {
+    inner: TxInner,
+    cache: Arc<ConfigCache>,
+    /// A configuration table was written: the cache is invalidated again when the transaction ends.
+    config_dirty: bool,
+    pub memo: TxMemo,
+}
+
+enum TxInner {
+    Sqlite(SqliteTx),
+    Mysql(Option<mysql_async::Transaction<'static>>),
+}
+
+struct SqliteTx {
+    /// None once the transaction is finished (or the batch under it was lost).
+    guard: Option<OwnedMutexGuard<Writer>>,
+    db: Arc<SqliteDb>,
+    wrote: bool,
+}
+
+impl SqliteTx {
+    fn run<T>(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+        f: fn(&rusqlite::Connection, &str, &[SqlValue]) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let guard = self
+            .guard
+            .as_mut()
+            .ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
+        let result = f(&guard.conn, sql, params);
+        if let Err(e) = &result {
+            if guard.conn.is_autocommit() {
+                // The error ended the outer transaction (and this savepoint with it).
+                guard.abort_batch(e);
+                if let Some(guard) = self.guard.take() {
+                    release_writer(&self.db, guard);
+                }
+            }
+        }
+        result
+    }
+
+    /// Undoes this transaction's statements; the batch (other callers' work) stays.
+    fn rollback(&mut self) {
+        let Some(mut guard) = self.guard.take() else {
+            return;
+        };
+        if guard
+            .conn
+            .execute_batch("ROLLBACK TO rb_tx; RELEASE rb_tx")
+            .is_err()
+            || guard.conn.is_autocommit()
+        {
+            let error = StoreError::Backend("transaction batch lost during rollback".into());
+            if !guard.conn.is_autocommit() {
+                let _ = guard.conn.execute_batch("ROLLBACK");
+            }
+            guard.abort_batch(&error);
+        }
+        release_writer(&self.db, guard);
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        let mut guard = self
+            .guard
+            .take()
+            .ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
+        if let Err(e) = run_cached(&guard.conn, "RELEASE rb_tx") {
+            let e = map_sqlite_error(e);
+            if guard.conn.is_autocommit() {
+                guard.abort_batch(&e);
+            } else {
+                let _ = guard.conn.execute_batch("ROLLBACK TO rb_tx; RELEASE rb_tx");
+            }
+            release_writer(&self.db, guard);
+            return Err(e);
+        }
+        if !self.wrote && !guard.batch_wrote {
+            // Nothing written and nothing uncommitted seen: nothing to wait for.
+            release_writer(&self.db, guard);
+            return Ok(());
+        }
+        guard.batch_wrote = true;
+        let (sender, receiver) = oneshot::channel();
+        guard.waiters.push(sender);
+        // Commits now unless a queued caller carries the batch on (see `SqliteDb`).
+        release_writer(&self.db, guard);
+        receiver
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Backend("commit result lost".into())))
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let TxInner::Sqlite(tx) = &mut self.inner {
+            tx.rollback();
+        }
+        if self.config_dirty {
+            self.cache.bump();
+        }
+    }
 }
 
 impl Tx {
     pub fn dialect(&self) -> Dialect {
-        match self {
-            Self::Sqlite(_) => Dialect::Sqlite,
-            Self::Mysql(_) => Dialect::Mysql,
+        match self.inner {
+            TxInner::Sqlite(_) => Dialect::Sqlite,
+            TxInner::Mysql(_) => Dialect::Mysql,
         }
     }
 
-    async fn on_sqlite<T: Send + 'static>(
-        slot: &mut Option<OwnedMutexGuard<rusqlite::Connection>>,
-        sql: &str,
-        params: Vec<SqlValue>,
-        f: fn(&rusqlite::Connection, &str, &[SqlValue]) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let guard = slot
-            .take()
-            .ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
-        let sql = sql.to_string();
-        let (guard, result) = tokio::task::spawn_blocking(move || {
-            let result = f(&guard, &sql, &params);
-            (guard, result)
-        })
-        .await
-        .map_err(join_error)?;
-        *slot = Some(guard);
-        result
+    /// The configuration cache (see `store::cache`).
+    pub fn cache(&self) -> &Arc<ConfigCache> {
+        &self.cache
+    }
+
+    fn mysql<'a>(
+        tx: &'a mut Option<mysql_async::Transaction<'static>>,
+    ) -> Result<&'a mut mysql_async::Transaction<'static>, StoreError> {
+        tx.as_mut()
+            .ok_or_else(|| StoreError::Backend("transaction already finished".into()))
     }
 
     pub async fn query(
@@ -592,10 +1136,10 @@ impl Tx {
         sql: &str,
         params: Vec<SqlValue>,
     ) -> Result<Vec<Row>, StoreError> {
-        match self {
-            Self::Sqlite(slot) => Self::on_sqlite(slot, sql, params, sqlite_rows).await,
-            Self::Mysql(tx) => {
-                let rows: Vec<mysql_async::Row> = tx
+        match &mut self.inner {
+            TxInner::Sqlite(tx) => tx.run(sql, &params, sqlite_rows),
+            TxInner::Mysql(tx) => {
+                let rows: Vec<mysql_async::Row> = Self::mysql(tx)?
                     .exec(sql, mysql_params(params))
                     .await
                     .map_err(map_mysql_error)?;
@@ -605,9 +1149,23 @@ impl Tx {
     }
 
     pub async fn exec(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
-        match self {
-            Self::Sqlite(slot) => Self::on_sqlite(slot, sql, params, sqlite_exec).await,
-            Self::Mysql(tx) => {
+        self.memo.instance = None;
+        if !self.config_dirty && touches_config(sql) {
+            self.config_dirty = true;
+            self.cache.bump();
+            self.exec_raw(BUMP_DB_GENERATION, Vec::new()).await?;
+        }
+        self.exec_raw(sql, params).await
+    }
+
+    async fn exec_raw(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
+        match &mut self.inner {
+            TxInner::Sqlite(tx) => {
+                tx.wrote = true;
+                tx.run(sql, &params, sqlite_exec)
+            }
+            TxInner::Mysql(tx) => {
+                let tx = Self::mysql(tx)?;
                 tx.exec_drop(sql, mysql_params(params))
                     .await
                     .map_err(map_mysql_error)?;
@@ -616,31 +1174,27 @@ impl Tx {
         }
     }
 
-    pub async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(mut slot) => {
-                Self::on_sqlite(&mut slot, "", Vec::new(), |conn, _, _| {
-                    conn.execute_batch("COMMIT").map_err(|e| {
-                        reset_writer(conn);
-                        map_sqlite_error(e)
-                    })
-                })
-                .await
-            }
-            Self::Mysql(tx) => tx.commit().await.map_err(map_mysql_error),
+    /// Commits. SQLite: resolves once the batch holding this transaction is durably committed.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        match &mut self.inner {
+            TxInner::Sqlite(tx) => tx.commit().await,
+            TxInner::Mysql(tx) => match tx.take() {
+                Some(tx) => tx.commit().await.map_err(map_mysql_error),
+                None => Err(StoreError::Backend("transaction already finished".into())),
+            },
         }
     }
 
-    pub async fn rollback(self) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(mut slot) => {
-                Self::on_sqlite(&mut slot, "", Vec::new(), |conn, _, _| {
-                    reset_writer(conn);
-                    Ok(())
-                })
-                .await
+    pub async fn rollback(mut self) -> Result<(), StoreError> {
+        match &mut self.inner {
+            TxInner::Sqlite(tx) => {
+                tx.rollback();
+                Ok(())
             }
-            Self::Mysql(tx) => tx.rollback().await.map_err(map_mysql_error),
+            TxInner::Mysql(tx) => match tx.take() {
+                Some(tx) => tx.rollback().await.map_err(map_mysql_error),
+                None => Ok(()),
+            },
         }
     }
 }

@@ -9,6 +9,10 @@ use crate::domain::{
 };
 use crate::sql_params;
 
+pub(crate) const GROUP_SELECT_COLUMNS: &str = "SELECT id, name, description, created_ts, rollout_in_progress, application_id, \
+    channel_id, policy_updates_enabled, policy_safe_mode, policy_office_hours, policy_timezone, policy_period_interval, \
+    policy_max_updates_per_period, policy_update_timeout, policy_auto_pause_on_failure, policy_poll_interval, track";
+pub(crate) const GROUP_COLUMN_COUNT: usize = 17;
 pub(crate) const GROUP_SELECT: &str = "SELECT id, name, description, created_ts, rollout_in_progress, application_id, \
     channel_id, policy_updates_enabled, policy_safe_mode, policy_office_hours, policy_timezone, policy_period_interval, \
     policy_max_updates_per_period, policy_update_timeout, policy_auto_pause_on_failure, policy_poll_interval, track \
@@ -133,8 +137,11 @@ pub(crate) async fn group_stat_rows<Q: Queryable>(
 ) -> Result<Vec<(Option<i64>, String, i64)>, StoreError> {
     let rows = q
         .query(
+            // `+` keeps the planner on the (group, status, version, last check) index, which
+            // delivers the rows in GROUP BY order, instead of the last-check range index that
+            // needs a temporary b-tree to group 100,000 rows.
             "SELECT status, version, COUNT(*) FROM instance_applications \
-             WHERE group_id = ? AND last_check_for_updates > ? GROUP BY status, version",
+             WHERE group_id = ? AND +last_check_for_updates > ? GROUP BY status, version",
             sql_params![group_id, now - ACTIVE_WINDOW_MS],
         )
         .await?;
@@ -181,8 +188,25 @@ impl Store {
             .ok_or(StoreError::NotFound)
     }
 
-    /// Finds the group an Omaha `track` names: a group id, or the group's track name.
+    /// Finds the group an Omaha `track` names: a group id, or the group's track name. Served
+    /// from the configuration cache while its generation is current.
     pub async fn group_for_track(
+        &self,
+        app_id: &str,
+        track: &str,
+    ) -> Result<Option<Group>, StoreError> {
+        let generation = self.config_generation().await?;
+        if let Some(hit) = self.db().cache().group(app_id, track, generation) {
+            return Ok(hit);
+        }
+        let group = self.load_group_for_track(app_id, track).await?;
+        self.db()
+            .cache()
+            .put_group(app_id, track, generation, group.clone());
+        Ok(group)
+    }
+
+    async fn load_group_for_track(
         &self,
         app_id: &str,
         track: &str,

@@ -40,6 +40,11 @@ pub const SQLITE: &[Migration] = &[
         name: "sync",
         sql: include_str!("../../db/sqlite/0005_sync.sql"),
     },
+    Migration {
+        version: 7,
+        name: "perf",
+        sql: include_str!("../../db/sqlite/0007_perf.sql"),
+    },
 ];
 
 pub const MYSQL: &[Migration] = &[
@@ -67,6 +72,11 @@ pub const MYSQL: &[Migration] = &[
         version: 5,
         name: "sync",
         sql: include_str!("../../db/mysql/0005_sync.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "perf",
+        sql: include_str!("../../db/mysql/0007_perf.sql"),
     },
 ];
 

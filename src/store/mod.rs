@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod apps;
 pub mod artifactory;
+pub mod cache;
 pub mod dashboard;
 pub mod db;
 pub mod floors;
@@ -85,6 +86,26 @@ impl Store {
 
     pub async fn migrate(&self) -> Result<migrate::MigrationReport, StoreError> {
         migrate::migrate(&self.db).await
+    }
+
+    /// The configuration cache's current generation. MySQL: first compares the database's
+    /// generation row (another replica may have written configuration) unless it was read in the
+    /// last few milliseconds (`cache::DB_GENERATION_REUSE_MS`); SQLite has one server process
+    /// per database file, whose writes bump the generation themselves.
+    pub async fn config_generation(&self) -> Result<u64, StoreError> {
+        if self.dialect() == Dialect::Mysql && !self.db.cache().db_generation_is_fresh() {
+            let rows = self
+                .db
+                .query(
+                    "SELECT generation FROM rb_config_generation WHERE id = 1",
+                    Vec::new(),
+                )
+                .await?;
+            if let Some(generation) = rows.first().map(|r| r.int(0)).transpose()? {
+                self.db.cache().observe_db_generation(generation);
+            }
+        }
+        Ok(self.db.cache().generation())
     }
 
     pub async fn begin(&self) -> Result<Tx, StoreError> {

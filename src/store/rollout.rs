@@ -2,10 +2,12 @@
 //! instance's state for an application, registration, rollout counters, grants, status changes
 //! with history, events and activity. `crate::rollout` orchestrates these; the SQL lives here.
 
-use super::groups::{group_from_row, GROUP_SELECT};
+use super::groups::{group_from_row, GROUP_COLUMN_COUNT, GROUP_SELECT_COLUMNS};
 use super::packages::load_packages;
-use super::{Dialect, Store, StoreError, Tx, ACTIVE_WINDOW_MS};
-use crate::domain::{ActivityClass, Group, InstanceStatus, NewActivity, Package, RolloutPolicy};
+use super::{Dialect, Row, Store, StoreError, Tx, ACTIVE_WINDOW_MS};
+use crate::domain::{
+    ActivityClass, Group, InstanceStatus, NewActivity, Package, RolloutPolicy, Version,
+};
 use crate::rollout::Counters;
 use crate::sql_params;
 
@@ -49,33 +51,91 @@ pub struct InstanceKey<'a> {
     pub group_id: &'a str,
 }
 
-/// Locks the group row for the rest of the transaction and returns it. On SQLite the
-/// transaction already holds the database write lock (`BEGIN IMMEDIATE`).
+/// Reads the group the check runs in. SQLite: the transaction already holds the database write
+/// lock (`BEGIN IMMEDIATE`), so this is the locked row. MySQL: a plain read, so that checks which
+/// change nothing group-wide (the common case) run in parallel; the row is locked by
+/// [`ensure_group_locked`] before anything that depends on group-wide state (counters, grants,
+/// group flags, rollout activity), and if it changed in between the transaction is retried, which
+/// makes it equivalent to having locked the row here. The same read returns the configuration
+/// generation (cross-replica cache invalidation).
 pub async fn lock_group(tx: &mut Tx, group_id: &str) -> Result<Option<Group>, StoreError> {
-    let sql = match tx.dialect() {
-        Dialect::Sqlite => format!("{GROUP_SELECT} WHERE id = ?"),
-        Dialect::Mysql => format!("{GROUP_SELECT} WHERE id = ? FOR UPDATE"),
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "{GROUP_SELECT_COLUMNS}, (SELECT generation FROM rb_config_generation WHERE id = 1) FROM rollout_groups WHERE id = ?"
+        )
+    });
+    let rows = tx.query(&SQL, sql_params![group_id]).await?;
+    let Some(row) = rows.into_iter().next() else {
+        return Ok(None);
     };
-    let rows = tx.query(&sql, sql_params![group_id]).await?;
-    rows.first().map(group_from_row).transpose()
+    if let Some(generation) = row.opt_int(GROUP_COLUMN_COUNT)? {
+        tx.cache().observe_db_generation(generation);
+    }
+    let group = group_from_row(&row)?;
+    let locked = tx.dialect() == Dialect::Sqlite;
+    let mut columns = row.0;
+    columns.truncate(GROUP_COLUMN_COUNT);
+    tx.memo.group = Some((group_id.to_string(), Row(columns), locked));
+    Ok(Some(group))
 }
 
-/// The package the channel points at, and whether that package blacklists the channel.
+/// Takes the group's row lock (MySQL) if this transaction does not hold it yet, and fails with a
+/// retryable error when the row changed since [`lock_group`] read it.
+pub async fn ensure_group_locked(tx: &mut Tx, group_id: &str) -> Result<(), StoreError> {
+    if tx.dialect() == Dialect::Sqlite {
+        return Ok(());
+    }
+    let seen = match &tx.memo.group {
+        Some((id, _, true)) if id == group_id => return Ok(()),
+        Some((id, row, false)) if id == group_id => Some(row.0.clone()),
+        _ => None,
+    };
+    let rows = tx
+        .query(
+            &format!("{GROUP_SELECT_COLUMNS} FROM rollout_groups WHERE id = ? FOR UPDATE"),
+            sql_params![group_id],
+        )
+        .await?;
+    let Some(row) = rows.into_iter().next() else {
+        return Err(StoreError::NotFound);
+    };
+    if seen.is_some_and(|seen| seen != row.0) {
+        return Err(StoreError::Retryable(
+            "the group changed while the update check ran".into(),
+        ));
+    }
+    tx.memo.group = Some((group_id.to_string(), row, true));
+    Ok(())
+}
+
+/// The package the channel points at, and whether that package blacklists the channel. Served
+/// from the configuration cache when its generation is current.
 pub async fn channel_target(
     tx: &mut Tx,
     channel_id: &str,
 ) -> Result<Option<(Package, bool)>, StoreError> {
+    let generation = tx.cache().generation();
+    if let Some(hit) = tx.cache().target(channel_id, generation) {
+        return Ok(hit);
+    }
     let packages = load_packages(
         tx,
         "p.id = (SELECT package_id FROM channels WHERE id = ?)",
         sql_params![channel_id],
     )
     .await?;
-    Ok(packages.into_iter().next().map(|p| {
+    let target = packages.into_iter().next().map(|p| {
         let blacklisted = p.channels_blacklist.iter().any(|c| c == channel_id);
         (p, blacklisted)
-    }))
+    });
+    tx.cache()
+        .put_target(channel_id, generation, target.clone());
+    Ok(target)
 }
+
+/// "Last seen" (`last_check_for_updates`) is written at most this often per instance when
+/// nothing else about it changed: the active window is a day and the dashboard shows minutes.
+pub const LAST_SEEN_RESOLUTION_MS: i64 = 60_000;
 
 pub async fn instance_app(
     tx: &mut Tx,
@@ -83,15 +143,24 @@ pub async fn instance_app(
     app_id: &str,
 ) -> Result<Option<InstanceAppState>, StoreError> {
     let sql = match tx.dialect() {
-        Dialect::Sqlite => "SELECT group_id, version, status, update_in_progress, last_update_version, last_update_granted_ts \
-             FROM instance_applications WHERE instance_id = ? AND application_id = ?",
-        Dialect::Mysql => "SELECT group_id, version, status, update_in_progress, last_update_version, last_update_granted_ts \
-             FROM instance_applications WHERE instance_id = ? AND application_id = ? FOR UPDATE",
+        Dialect::Sqlite => "SELECT ia.group_id, ia.version, ia.status, ia.update_in_progress, ia.last_update_version, \
+             ia.last_update_granted_ts, ia.last_check_for_updates, i.ip, i.alias, i.oem, i.aleph_version \
+             FROM instance_applications ia JOIN instances i ON i.id = ia.instance_id \
+             WHERE ia.instance_id = ? AND ia.application_id = ?",
+        Dialect::Mysql => "SELECT ia.group_id, ia.version, ia.status, ia.update_in_progress, ia.last_update_version, \
+             ia.last_update_granted_ts, ia.last_check_for_updates, i.ip, i.alias, i.oem, i.aleph_version \
+             FROM instance_applications ia JOIN instances i ON i.id = ia.instance_id \
+             WHERE ia.instance_id = ? AND ia.application_id = ? FOR UPDATE",
     };
-    let rows = tx.query(sql, sql_params![instance_id, app_id]).await?;
-    rows.first()
+    let row = tx
+        .query(sql, sql_params![instance_id, app_id])
+        .await?
+        .into_iter()
+        .next();
+    let state = row
+        .as_ref()
         .map(|r| {
-            Ok(InstanceAppState {
+            Ok::<_, StoreError>(InstanceAppState {
                 group_id: r.opt_text(0)?,
                 version: r.text(1)?,
                 status: r.opt_int(2)?,
@@ -100,11 +169,39 @@ pub async fn instance_app(
                 last_update_granted_ts: r.opt_int(5)?,
             })
         })
-        .transpose()
+        .transpose()?;
+    // Registration right after this read compares against it instead of writing blindly.
+    tx.memo.instance = Some((instance_id.to_string(), app_id.to_string(), row));
+    Ok(state)
+}
+
+/// What registration would change, judged from the row [`instance_app`] read in this
+/// transaction (None: unknown, write everything).
+fn registration_changes(tx: &mut Tx, reg: &Registration, now: i64) -> Option<(bool, bool)> {
+    let (instance_id, app_id, row) = tx.memo.instance.take()?;
+    if instance_id != reg.instance_id || app_id != reg.app_id {
+        return None;
+    }
+    let row = row?;
+    let text = |i: usize| row.text(i).ok();
+    let instance_changed = text(7)? != reg.ip
+        || text(9)? != reg.oem
+        || text(10)? != reg.aleph_version
+        || (!reg.alias.is_empty() && text(8)? != reg.alias);
+    let last_check = row.int(6).ok()?;
+    let app_changed = row.opt_text(0).ok()?.as_deref() != Some(reg.group_id.as_str())
+        || text(1)? != reg.version
+        || now < last_check
+        || now - last_check >= LAST_SEEN_RESOLUTION_MS;
+    Some((instance_changed, app_changed))
 }
 
 /// Creates or refreshes the instance and its application row (version, group, last check).
+///
+/// Rows that would not change are not written: an instance checking again with the same
+/// attributes within [`LAST_SEEN_RESOLUTION_MS`] costs no write at all.
 pub async fn register(tx: &mut Tx, reg: &Registration, now: i64) -> Result<(), StoreError> {
+    let (write_instance, write_app) = registration_changes(tx, reg, now).unwrap_or((true, true));
     let (instance_sql, app_sql) = match tx.dialect() {
         Dialect::Sqlite => (
             "INSERT INTO instances (id, ip, alias, oem, aleph_version, created_ts) VALUES (?, ?, ?, ?, ?, ?) \
@@ -126,18 +223,26 @@ pub async fn register(tx: &mut Tx, reg: &Registration, now: i64) -> Result<(), S
              last_check_for_updates = VALUES(last_check_for_updates)",
         ),
     };
-    tx.exec(
-        instance_sql,
-        sql_params![
-            &reg.instance_id,
-            &reg.ip,
-            &reg.alias,
-            &reg.oem,
-            &reg.aleph_version,
-            now
-        ],
-    )
-    .await?;
+    if write_instance {
+        tx.exec(
+            instance_sql,
+            sql_params![
+                &reg.instance_id,
+                &reg.ip,
+                &reg.alias,
+                &reg.oem,
+                &reg.aleph_version,
+                now
+            ],
+        )
+        .await?;
+    }
+    if !write_app {
+        return Ok(());
+    }
+    // MySQL: the foreign-key check of this write takes a shared lock on the group row; taking the
+    // exclusive lock first means no transaction ever upgrades (the upgrade deadlocks).
+    ensure_group_locked(tx, &reg.group_id).await?;
     tx.exec(
         app_sql,
         sql_params![
@@ -153,7 +258,16 @@ pub async fn register(tx: &mut Tx, reg: &Registration, now: i64) -> Result<(), S
     Ok(())
 }
 
-/// The rollout counters of a group (CoreRoller's UpdatesStats), over instances active in the last day.
+/// Policy windows up to this long use the grant buckets; longer ones count exactly.
+const BUCKET_RETENTION_MS: i64 = 7 * 86_400_000;
+const BUCKET_MS: i64 = 60_000;
+
+/// The counters an update-check decision needs, cheaply. Outside safe mode `decide` only compares
+/// `granted_in_period` and `in_progress` with `max_updates_per_period` (`timed_out` and
+/// `attempted_current` are read in safe mode only, and are 0 here). The grant buckets give an
+/// upper bound of both; while the bound is below the limit the decision is the same as with the
+/// exact counts, so the group's instances are only counted (through the grant-time index, over
+/// the recent grants only) once the bound reaches the limit. Safe mode counts exactly.
 pub async fn counters(
     tx: &mut Tx,
     group_id: &str,
@@ -161,6 +275,76 @@ pub async fn counters(
     policy: &RolloutPolicy,
     now: i64,
 ) -> Result<Counters, StoreError> {
+    ensure_group_locked(tx, group_id).await?;
+    let window = policy.period_interval_ms.max(policy.update_timeout_ms);
+    if policy.safe_mode || !(0..=BUCKET_RETENTION_MS).contains(&window) {
+        return exact_counters(tx, group_id, target_version, policy, now).await;
+    }
+    let period_from = now - policy.period_interval_ms;
+    let timeout_from = now - policy.update_timeout_ms;
+    let rows = tx
+        .query(
+            "SELECT COALESCE(SUM(CASE WHEN bucket_ts > ? THEN grants ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN bucket_ts > ? THEN grants ELSE 0 END), 0) \
+             FROM rollout_grant_buckets WHERE group_id = ? AND bucket_ts > ?",
+            sql_params![
+                period_from - BUCKET_MS,
+                timeout_from - BUCKET_MS,
+                group_id,
+                period_from.min(timeout_from) - BUCKET_MS
+            ],
+        )
+        .await?;
+    let (period_bound, timeout_bound) = match rows.first() {
+        Some(r) => (r.int(0)?, r.int(1)?),
+        None => (0, 0),
+    };
+    let cap = policy.max_updates_per_period;
+    if period_bound < cap && timeout_bound < cap {
+        return Ok(Counters {
+            granted_in_period: period_bound,
+            in_progress: timeout_bound,
+            timed_out: 0,
+            attempted_current: 0,
+        });
+    }
+    let rows = tx
+        .query(
+            "SELECT \
+             COALESCE(SUM(CASE WHEN last_update_granted_ts > ? THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN update_in_progress = 1 AND last_update_granted_ts >= ? THEN 1 ELSE 0 END), 0) \
+             FROM instance_applications WHERE group_id = ? AND last_update_granted_ts >= ? \
+             AND last_check_for_updates > ?",
+            sql_params![
+                period_from,
+                timeout_from,
+                group_id,
+                period_from.min(timeout_from),
+                now - ACTIVE_WINDOW_MS
+            ],
+        )
+        .await?;
+    let Some(r) = rows.first() else {
+        return Ok(Counters::default());
+    };
+    Ok(Counters {
+        granted_in_period: r.int(0)?,
+        in_progress: r.int(1)?,
+        timed_out: 0,
+        attempted_current: 0,
+    })
+}
+
+/// The rollout counters of a group (CoreRoller's UpdatesStats), over instances active in the
+/// last day, all four exact (one scan of the group's active instances).
+pub async fn exact_counters(
+    tx: &mut Tx,
+    group_id: &str,
+    target_version: &str,
+    policy: &RolloutPolicy,
+    now: i64,
+) -> Result<Counters, StoreError> {
+    ensure_group_locked(tx, group_id).await?;
     let rows = tx
         .query(
             "SELECT \
@@ -190,6 +374,32 @@ pub async fn counters(
     })
 }
 
+/// Counts a grant in its minute bucket (see [`counters`]); buckets older than the retention are
+/// dropped now and then.
+async fn count_grant(tx: &mut Tx, group_id: &str, granted_ts: i64) -> Result<(), StoreError> {
+    let bucket = granted_ts - granted_ts.rem_euclid(BUCKET_MS);
+    let sql = match tx.dialect() {
+        Dialect::Sqlite => {
+            "INSERT INTO rollout_grant_buckets (group_id, bucket_ts, grants) VALUES (?, ?, 1) \
+             ON CONFLICT (group_id, bucket_ts) DO UPDATE SET grants = grants + 1"
+        }
+        Dialect::Mysql => {
+            "INSERT INTO rollout_grant_buckets (group_id, bucket_ts, grants) VALUES (?, ?, 1) \
+             ON DUPLICATE KEY UPDATE grants = grants + 1"
+        }
+    };
+    tx.exec(sql, sql_params![group_id, bucket]).await?;
+    // Once per bucket-hour is plenty; the first grant of the hour cleans up.
+    if bucket % 3_600_000 == 0 {
+        tx.exec(
+            "DELETE FROM rollout_grant_buckets WHERE group_id = ? AND bucket_ts < ?",
+            sql_params![group_id, bucket - BUCKET_RETENTION_MS - 86_400_000],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 async fn history(
     tx: &mut Tx,
     key: InstanceKey<'_>,
@@ -198,6 +408,7 @@ async fn history(
     error_code: &str,
     now: i64,
 ) -> Result<(), StoreError> {
+    ensure_group_locked(tx, key.group_id).await?;
     tx.exec(
         "INSERT INTO instance_status_history (instance_id, application_id, group_id, status, version, error_code, created_ts) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -220,6 +431,7 @@ pub async fn grant(
         sql_params![InstanceStatus::UpdateGranted.code(), version, now, key.instance_id, key.app_id],
     )
     .await?;
+    count_grant(tx, key.group_id, now).await?;
     history(tx, key, InstanceStatus::UpdateGranted, version, "", now).await
 }
 
@@ -286,6 +498,7 @@ pub async fn set_updates_enabled(
     group_id: &str,
     enabled: bool,
 ) -> Result<(), StoreError> {
+    ensure_group_locked(tx, group_id).await?;
     tx.exec(
         "UPDATE rollout_groups SET policy_updates_enabled = ? WHERE id = ?",
         sql_params![enabled, group_id],
@@ -299,6 +512,7 @@ pub async fn set_rollout_in_progress(
     group_id: &str,
     in_progress: bool,
 ) -> Result<(), StoreError> {
+    ensure_group_locked(tx, group_id).await?;
     tx.exec(
         "UPDATE rollout_groups SET rollout_in_progress = ? WHERE id = ?",
         sql_params![in_progress, group_id],
@@ -316,6 +530,7 @@ pub async fn activity_exists(
     version: Option<&str>,
     since_ms: i64,
 ) -> Result<bool, StoreError> {
+    ensure_group_locked(tx, group_id).await?;
     let rows = match version {
         Some(v) => {
             tx.query(
@@ -336,22 +551,62 @@ pub async fn activity_exists(
 }
 
 pub async fn add_activity(tx: &mut Tx, activity: &NewActivity, now: i64) -> Result<(), StoreError> {
+    if let Some(group_id) = &activity.group_id {
+        ensure_group_locked(tx, group_id).await?;
+    }
     insert_activity(tx, activity, now).await
 }
 
-/// Versions run by the group's active instances, with counts.
-pub async fn group_versions(
+/// True when an instance of the group active in the last day runs a version below `target`
+/// (or one that does not parse). Seeks the group's distinct versions through the
+/// (group, version) index instead of scanning its instances, and stops at the first behind.
+pub async fn any_active_behind(
     tx: &mut Tx,
     group_id: &str,
+    target: &Version,
     now: i64,
-) -> Result<Vec<(String, i64)>, StoreError> {
-    let rows = tx
-        .query(
-            "SELECT version, COUNT(*) FROM instance_applications WHERE group_id = ? AND last_check_for_updates > ? GROUP BY version",
-            sql_params![group_id, now - ACTIVE_WINDOW_MS],
-        )
-        .await?;
-    rows.iter().map(|r| Ok((r.text(0)?, r.int(1)?))).collect()
+) -> Result<bool, StoreError> {
+    ensure_group_locked(tx, group_id).await?;
+    let mut after: Option<String> = None;
+    loop {
+        let rows = match &after {
+            None => {
+                tx.query(
+                    "SELECT MIN(version) FROM instance_applications WHERE group_id = ?",
+                    sql_params![group_id],
+                )
+                .await?
+            }
+            Some(previous) => {
+                tx.query(
+                    "SELECT MIN(version) FROM instance_applications WHERE group_id = ? AND version > ?",
+                    sql_params![group_id, previous],
+                )
+                .await?
+            }
+        };
+        let Some(version) = rows.first().map(|r| r.opt_text(0)).transpose()?.flatten() else {
+            return Ok(false);
+        };
+        let behind = Version::parse(&version)
+            .map(|v| v < *target)
+            .unwrap_or(true);
+        if behind {
+            let active = tx
+                .query(
+                    // `+` keeps the planner on the (group, version) index: the activity index
+                    // would scan every up-to-date instance before finding one behind.
+                    "SELECT 1 FROM instance_applications WHERE group_id = ? AND version = ? \
+                     AND +last_check_for_updates > ? LIMIT 1",
+                    sql_params![group_id, &version, now - ACTIVE_WINDOW_MS],
+                )
+                .await?;
+            if !active.is_empty() {
+                return Ok(true);
+            }
+        }
+        after = Some(version);
+    }
 }
 
 impl Store {
@@ -377,6 +632,20 @@ impl Store {
                 ],
             )
             .await?;
+        // Keep the grant buckets an upper bound of what the instances say (see `counters`).
+        if let Some(ts) = state.last_update_granted_ts {
+            let mut tx = self.begin().await?;
+            let rows = tx
+                .query(
+                    "SELECT group_id FROM instance_applications WHERE instance_id = ? AND application_id = ?",
+                    sql_params![instance_id, app_id],
+                )
+                .await?;
+            if let Some(group_id) = rows.first().map(|r| r.opt_text(0)).transpose()?.flatten() {
+                count_grant(&mut tx, &group_id, ts).await?;
+            }
+            tx.commit().await?;
+        }
         Ok(())
     }
 }

@@ -464,10 +464,10 @@ impl TestApp {
 }
 
 impl TestDb {
-    /// The same database again, without dropping it at the end (a second replica).
-    pub fn reuse(other: &TestDb) -> TestDb {
+    /// A second handle on the same database (another replica); only the original drops it.
+    pub fn shared(&self) -> TestDb {
         TestDb {
-            url: other.url.clone(),
+            url: self.url.clone(),
             mysql_drop: None,
             _dir: None,
         }

@@ -1,0 +1,237 @@
+//! In-process cache of the configuration rows every Omaha request reads (application, group by
+//! track, the package a channel points at), so the hot path does not run five queries to learn
+//! what changes a few times a day.
+//!
+//! Invalidation is by generation, never by time: every entry is tagged with the generation read
+//! *before* it was loaded and is only used while the generation is unchanged. The generation is
+//! bumped
+//! - by every write statement that touches a configuration table, when it runs and again when
+//!   its transaction ends (entries loaded in between, possibly from a reader that did not see the
+//!   uncommitted write yet, are dropped with the second bump), whichever store method issued it
+//!   (the check is on the SQL text in `db`, so write paths added later are covered too);
+//! - across replicas (MySQL): such writes also increment the `rb_config_generation` row in the
+//!   same transaction; readers compare that row with the last value they saw (one primary-key
+//!   read, folded into the group read inside the Omaha transaction) and bump locally on change.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::RwLock;
+
+use crate::domain::{Application, Group, Package};
+
+/// Tables whose rows the cache holds (or that cascade into them).
+const CONFIG_TABLES: &[&str] = &[
+    "applications",
+    "rollout_groups",
+    "channels",
+    "packages",
+    "package_channel_blacklist",
+    "coreos_actions",
+    "teams",
+];
+
+/// Entries per map before the map is emptied: unknown app ids sent by hostile clients are cached
+/// as misses and must not grow memory without bound.
+const MAX_ENTRIES: usize = 4096;
+
+/// The statement every configuration write adds (in its own transaction) for other replicas.
+pub const BUMP_DB_GENERATION: &str =
+    "UPDATE rb_config_generation SET generation = generation + 1 WHERE id = 1";
+
+/// How long a read of the generation row vouches for the application and group lookups done
+/// outside a transaction (MySQL). The channel's package, read inside the Omaha transaction, is
+/// always checked against the row read in that transaction.
+pub const DB_GENERATION_REUSE_MS: u64 = 20;
+
+fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+struct Entry<V> {
+    generation: u64,
+    value: V,
+}
+
+type Map<K, V> = RwLock<HashMap<K, Entry<V>>>;
+
+/// A channel's package and whether that package blacklists the channel.
+pub type ChannelTarget = Option<(Package, bool)>;
+
+pub struct ConfigCache {
+    generation: AtomicU64,
+    db_generation: AtomicI64,
+    observed_at_ms: AtomicU64,
+    apps: Map<String, Option<Application>>,
+    /// Keyed by `app id + '\n' + track` (neither contains a newline: ids are UUIDs, tracks are
+    /// trimmed single-line attribute values).
+    groups: Map<String, Option<Group>>,
+    targets: Map<String, ChannelTarget>,
+}
+
+impl Default for ConfigCache {
+    fn default() -> Self {
+        Self {
+            generation: AtomicU64::new(0),
+            db_generation: AtomicI64::new(i64::MIN),
+            observed_at_ms: AtomicU64::new(0),
+            apps: RwLock::default(),
+            groups: RwLock::default(),
+            targets: RwLock::default(),
+        }
+    }
+}
+
+fn get<K, Q, V>(map: &Map<K, V>, key: &Q, generation: u64) -> Option<V>
+where
+    K: Eq + Hash + Borrow<Q>,
+    Q: Eq + Hash + ?Sized,
+    V: Clone,
+{
+    let map = map.read().ok()?;
+    map.get(key)
+        .filter(|e| e.generation == generation)
+        .map(|e| e.value.clone())
+}
+
+fn put<K: Eq + Hash, V>(map: &Map<K, V>, key: K, generation: u64, value: V) {
+    if let Ok(mut map) = map.write() {
+        if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
+            map.clear();
+        }
+        map.insert(key, Entry { generation, value });
+    }
+}
+
+impl ConfigCache {
+    /// The generation to tag a load with (read it before loading) or to validate an entry.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Invalidates every entry.
+    pub fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Records the database's generation row; a change (another replica wrote configuration)
+    /// invalidates every entry.
+    pub fn observe_db_generation(&self, value: i64) {
+        self.observed_at_ms.store(monotonic_ms(), Ordering::SeqCst);
+        if self.db_generation.swap(value, Ordering::SeqCst) != value {
+            self.bump();
+        }
+    }
+
+    /// True when the generation row was read less than [`DB_GENERATION_REUSE_MS`] ago (under
+    /// load every Omaha transaction reads it, so lookups outside a transaction need not).
+    pub fn db_generation_is_fresh(&self) -> bool {
+        let at = self.observed_at_ms.load(Ordering::SeqCst);
+        at != 0 && monotonic_ms().saturating_sub(at) < DB_GENERATION_REUSE_MS
+    }
+
+    pub fn app(&self, id: &str, generation: u64) -> Option<Option<Application>> {
+        get(&self.apps, id, generation)
+    }
+
+    pub fn put_app(&self, id: &str, generation: u64, value: Option<Application>) {
+        put(&self.apps, id.to_string(), generation, value);
+    }
+
+    pub fn group(&self, app_id: &str, track: &str, generation: u64) -> Option<Option<Group>> {
+        let mut key = String::with_capacity(app_id.len() + track.len() + 1);
+        key.push_str(app_id);
+        key.push('\n');
+        key.push_str(track);
+        get(&self.groups, key.as_str(), generation)
+    }
+
+    pub fn put_group(&self, app_id: &str, track: &str, generation: u64, value: Option<Group>) {
+        put(
+            &self.groups,
+            format!("{app_id}\n{track}"),
+            generation,
+            value,
+        );
+    }
+
+    pub fn target(&self, channel_id: &str, generation: u64) -> Option<ChannelTarget> {
+        get(&self.targets, channel_id, generation)
+    }
+
+    pub fn put_target(&self, channel_id: &str, generation: u64, value: ChannelTarget) {
+        put(&self.targets, channel_id.to_string(), generation, value);
+    }
+}
+
+/// True when `sql` is a write (INSERT/UPDATE/DELETE/REPLACE) naming a configuration table as a
+/// whole word (`instance_applications` is not `applications`). Schema changes go through
+/// `exec_script`, which invalidates unconditionally.
+pub fn touches_config(sql: &str) -> bool {
+    let head = sql.trim_start();
+    let verb = head.get(..7).unwrap_or(head).to_ascii_uppercase();
+    if !(verb.starts_with("INSERT")
+        || verb.starts_with("UPDATE")
+        || verb.starts_with("DELETE")
+        || verb.starts_with("REPLACE"))
+    {
+        return false;
+    }
+    let bytes = sql.as_bytes();
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    CONFIG_TABLES.iter().any(|table| {
+        sql.match_indices(table).any(|(at, _)| {
+            let before = at.checked_sub(1).map(|i| bytes[i]);
+            let after = bytes.get(at + table.len()).copied();
+            !before.is_some_and(is_word) && !after.is_some_and(is_word)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_writes_are_recognised_by_whole_table_names() {
+        assert!(touches_config("INSERT INTO packages (id) VALUES (?)"));
+        assert!(touches_config(
+            "  update rollout_groups SET policy_updates_enabled = ? WHERE id = ?"
+        ));
+        assert!(touches_config("DELETE FROM applications WHERE id = ?"));
+        assert!(touches_config(
+            "INSERT INTO package_channel_blacklist (package_id, channel_id) VALUES (?, ?)"
+        ));
+        assert!(!touches_config(
+            "INSERT INTO instance_applications (instance_id) VALUES (?)"
+        ));
+        assert!(!touches_config("SELECT * FROM packages"));
+        assert!(!touches_config("UPDATE instances SET ip = ? WHERE id = ?"));
+        assert!(!touches_config(
+            "INSERT INTO activity (class, channel_id) VALUES (?, ?)"
+        ));
+    }
+
+    #[test]
+    fn entries_are_only_served_for_their_generation() {
+        let cache = ConfigCache::default();
+        let g = cache.generation();
+        cache.put_app("a", g, None);
+        assert_eq!(cache.app("a", g), Some(None));
+        cache.bump();
+        assert_eq!(cache.app("a", cache.generation()), None);
+        let g = cache.generation();
+        cache.observe_db_generation(5);
+        assert_ne!(cache.generation(), g, "first observation invalidates");
+        let g = cache.generation();
+        cache.observe_db_generation(5);
+        assert_eq!(cache.generation(), g, "same value: entries stay valid");
+        cache.observe_db_generation(6);
+        assert_ne!(cache.generation(), g);
+    }
+}

@@ -1,0 +1,262 @@
+//! The performance work of issue 5 must not change behaviour: configuration caches are
+//! invalidated by writes on any replica, "last seen" throttling still records what changed,
+//! group-committed writes are durable (visible to a fresh connection) once acknowledged, and
+//! grants stay exact when the decision counters come from the grant buckets. Both backends; no
+//! test here measures speed (bench/ does).
+
+mod common;
+
+use common::{spawn_app, TestApp, TestDb, T0};
+use serde_json::{json, Value};
+
+fn check_xml(appid: &str, track: &str, machine: &str, version: &str, alias: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<request protocol="3.0" version="update_engine-0.4.10" ismachine="1">
+  <os version="Chateau" platform="CoreOS" sp="{version}_x86_64"></os>
+  <app appid="{appid}" version="{version}" track="{track}" machineid="{machine}" machinealias="{alias}" oem="qemu" alephversion="{version}">
+    <ping active="1"></ping>
+    <updatecheck></updatecheck>
+  </app>
+</request>"#
+    )
+}
+
+/// The version offered to `machine` (None: no update).
+async fn offered(app: &TestApp, appid: &str, machine: &str, version: &str) -> Option<String> {
+    let (status, body) = app
+        .omaha(&check_xml(appid, "main", machine, version, ""))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("failedToRetrieve"), "{body}");
+    body.split(r#"<manifest version=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(str::to_string)
+}
+
+async fn new_package(app: &TestApp, app_id: &str, version: &str) -> String {
+    let r = app
+        .post_json(
+            &format!("/api/apps/{app_id}/packages"),
+            json!({"type": 4, "version": version, "url": "https://pkgs.example.com/", "filename": "p.tgz",
+                   "size": "1", "hash": "aGFzaA=="}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let p: Value = r.json().await.expect("package");
+    p["id"].as_str().expect("id").to_string()
+}
+
+async fn point(app: &TestApp, app_id: &str, channel_id: &str, package_id: &str) {
+    let r = app
+        .put_json(
+            &format!("/api/apps/{app_id}/channels/{channel_id}"),
+            json!({"package_id": package_id}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+/// A channel promotion through one replica is served at once by another replica that had the
+/// old package cached (MySQL: the generation row; SQLite: the same row, read in the check).
+async fn replicas_invalidate_each_others_caches(db: TestDb) {
+    let second = db.shared();
+    let a = spawn_app(db).await;
+    let b = spawn_app(second).await;
+    let (app_id, channel_id, _group, _pkg) = a
+        .setup_rollout("1.0.0", json!({"policy_max_updates_per_period": 1000}))
+        .await;
+    // Warm replica b's caches (application, group, channel target).
+    assert_eq!(
+        offered(&b, &app_id, "m1", "0.9.0").await.as_deref(),
+        Some("1.0.0")
+    );
+    assert_eq!(
+        offered(&b, &app_id, "m2", "0.9.0").await.as_deref(),
+        Some("1.0.0")
+    );
+    let p2 = new_package(&a, &app_id, "2.0.0").await;
+    point(&a, &app_id, &channel_id, &p2).await;
+    assert_eq!(
+        offered(&b, &app_id, "m3", "0.9.0").await.as_deref(),
+        Some("2.0.0")
+    );
+    // And the same replica's own writes invalidate its cache too.
+    let p3 = new_package(&b, &app_id, "3.0.0").await;
+    point(&b, &app_id, &channel_id, &p3).await;
+    assert_eq!(
+        offered(&b, &app_id, "m4", "0.9.0").await.as_deref(),
+        Some("3.0.0")
+    );
+    assert_eq!(
+        offered(&a, &app_id, "m5", "0.9.0").await.as_deref(),
+        Some("3.0.0")
+    );
+}
+both_backends!(replica_caches, replicas_invalidate_each_others_caches);
+
+/// An application deleted through one replica is unknown to the other at once. MySQL only:
+/// replicas share a MySQL database; a SQLite file has one server process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleted_application_is_forgotten_by_other_replicas() {
+    if let Some(db) = TestDb::mysql().await {
+        deleted_application_is_forgotten(db).await;
+    }
+}
+
+async fn deleted_application_is_forgotten(db: TestDb) {
+    let second = db.shared();
+    let a = spawn_app(db).await;
+    let b = spawn_app(second).await;
+    let (app_id, _channel, _group, _pkg) = a.setup_rollout("1.0.0", json!({})).await;
+    assert!(offered(&b, &app_id, "m1", "0.9.0").await.is_some());
+    assert_eq!(a.delete(&format!("/api/apps/{app_id}")).await.status(), 204);
+    // Lookups outside a transaction trust a generation read of the last few milliseconds.
+    tokio::time::sleep(std::time::Duration::from_millis(
+        2 * rollbridge::store::cache::DB_GENERATION_REUSE_MS,
+    ))
+    .await;
+    let (status, body) = b
+        .omaha(&check_xml(&app_id, "main", "m2", "0.9.0", ""))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#"status="error-instanceRegistrationFailed""#),
+        "{body}"
+    );
+}
+
+async fn instance(app: &TestApp, app_id: &str, group_id: &str, machine: &str) -> Value {
+    app.get_json(&format!(
+        "/api/apps/{app_id}/groups/{group_id}/instances/{machine}"
+    ))
+    .await
+}
+
+/// "Last seen" is refreshed at most once a minute, but a changed alias or version is stored at
+/// once.
+async fn last_seen_is_throttled_but_changes_are_not(db: TestDb) {
+    let app = spawn_app(db).await;
+    let (app_id, _channel, group_id, _pkg) = app.setup_rollout("1.0.0", json!({})).await;
+    let check = |version: &'static str, alias: &'static str| {
+        let xml = check_xml(&app_id, "main", "m1", version, alias);
+        let app = &app;
+        async move {
+            let (status, body) = app.omaha(&xml).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    let last_seen = |v: &Value| v["application"]["last_check_for_updates"].clone();
+    check("1.0.0", "first").await;
+    let before = instance(&app, &app_id, &group_id, "m1").await;
+    app.clock.advance_ms(30_000);
+    check("1.0.0", "first").await;
+    let same = instance(&app, &app_id, &group_id, "m1").await;
+    assert_eq!(
+        last_seen(&same),
+        last_seen(&before),
+        "refreshed within a minute"
+    );
+    app.clock.advance_ms(1_000);
+    check("1.0.0", "second").await;
+    let renamed = instance(&app, &app_id, &group_id, "m1").await;
+    assert_eq!(renamed["alias"], "second", "alias change stored at once");
+    app.clock.advance_ms(1_000);
+    check("1.1.0", "second").await;
+    let upgraded = instance(&app, &app_id, &group_id, "m1").await;
+    assert_eq!(upgraded["application"]["version"], "1.1.0");
+    assert_ne!(last_seen(&upgraded), last_seen(&before));
+    app.clock.advance_ms(61_000);
+    check("1.1.0", "second").await;
+    let later = instance(&app, &app_id, &group_id, "m1").await;
+    assert_ne!(
+        last_seen(&later),
+        last_seen(&upgraded),
+        "refreshed after a minute"
+    );
+    let seen_ms = chrono::DateTime::parse_from_rfc3339(
+        later["application"]["last_check_for_updates"]
+            .as_str()
+            .expect("timestamp"),
+    )
+    .expect("rfc3339")
+    .timestamp_millis();
+    assert_eq!(seen_ms, T0 + 30_000 + 1_000 + 1_000 + 61_000);
+}
+both_backends!(last_seen, last_seen_is_throttled_but_changes_are_not);
+
+/// Every acknowledged write is committed: a fresh connection sees all of them right after the
+/// responses arrive (SQLite batches many requests into one COMMIT and syncs the WAL once).
+async fn acknowledged_writes_are_committed(db: TestDb) {
+    const N: usize = 120;
+    let url = db.url.clone();
+    let app = spawn_app(db).await;
+    let (app_id, _channel, _group, _pkg) = app.setup_rollout("1.0.0", json!({})).await;
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let client = app.client.clone();
+        let target = app.url("/v1/update/");
+        let xml = check_xml(&app_id, "main", &format!("durable-{i}"), "0.9.0", "");
+        tasks.push(tokio::spawn(async move {
+            let r = client.post(target).body(xml).send().await.expect("post");
+            assert_eq!(r.status(), 200);
+            r.text().await.expect("body")
+        }));
+    }
+    for t in tasks {
+        let body = t.await.expect("task");
+        assert!(body.contains(r#"<manifest version="1.0.0""#), "{body}");
+    }
+    let fresh = rollbridge::store::Store::connect(&url)
+        .await
+        .expect("connect");
+    let rows = fresh
+        .db()
+        .query(
+            "SELECT COUNT(*), SUM(CASE WHEN status = 2 THEN 1 ELSE 0 END) FROM instance_applications WHERE application_id = ?",
+            vec![app_id.clone().into()],
+        )
+        .await
+        .expect("count");
+    assert_eq!(rows[0].int(0).expect("count"), N as i64);
+    assert_eq!(rows[0].int(1).expect("granted"), N as i64);
+    fresh.close().await;
+}
+both_backends!(durable_writes, acknowledged_writes_are_committed);
+
+/// With the counters taken from the grant buckets, the limit still holds exactly, frees up when
+/// the period passes, and grants forced into the past do not count.
+async fn bucketed_counters_keep_the_limit(db: TestDb) {
+    let app = spawn_app(db).await;
+    let (app_id, _channel, _group, _pkg) = app
+        .setup_rollout(
+            "1.0.0",
+            json!({"policy_max_updates_per_period": 3, "policy_period_interval": "10 minutes",
+                   "policy_update_timeout": "5 minutes"}),
+        )
+        .await;
+    let mut granted = 0;
+    for i in 0..6 {
+        if offered(&app, &app_id, &format!("b{i}"), "0.9.0")
+            .await
+            .is_some()
+        {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 3);
+    // After the period and the update timeout, three more.
+    app.clock.advance_ms(11 * 60_000);
+    let mut granted = 0;
+    for i in 6..12 {
+        if offered(&app, &app_id, &format!("b{i}"), "0.9.0")
+            .await
+            .is_some()
+        {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 3);
+}
+both_backends!(bucketed_counters, bucketed_counters_keep_the_limit);
