@@ -246,6 +246,8 @@ pub fn route_label(path: &str) -> &'static str {
         ["api", "apps", _, "channels", _, "floors", _] => {
             "/api/apps/:app/channels/:channel/floors/:package"
         }
+        ["ui", ..] => "/ui",
+        [""] => "/",
         ["api", "activity"] => "/api/activity",
         ["api", "agent", "activity"] => "/api/agent/activity",
         ["api", "password"] => "/api/password",
@@ -263,6 +265,7 @@ mod tests {
             "/api/apps/:app/groups/:group"
         );
         assert_eq!(super::route_label("/random/../x"), "other");
+        assert_eq!(super::route_label("/ui/apps/abc"), "/ui");
         assert_eq!(
             super::route_label("/v1.0/hooks/dockerhub/s3cr3t-value"),
             "/v1.0/hooks/dockerhub/:secret"
