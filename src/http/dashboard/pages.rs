@@ -29,6 +29,8 @@ pub async fn render(
         PageRoute::App { app } => app_page(ctx, app, fs).await?,
         PageRoute::Group { app, group } => group_page(ctx, app, group, q, fs).await?,
         PageRoute::Instance { app } => instance_page(ctx, app, q).await?,
+        PageRoute::Sources => super::sources::sources_page(ctx, q, fs).await?,
+        PageRoute::Agents => super::sources::agents_page(ctx).await?,
     };
     if fs.and_then(|f| f.error.as_ref()).is_some() {
         page.status = StatusCode::BAD_REQUEST;
@@ -91,13 +93,16 @@ async fn overview(ctx: &Ctx, fs: Option<&FormState>) -> Result<Page, UiError> {
         })
         .await?;
 
+    let source_warnings = super::sources::source_warnings(ctx).await?;
     let warnings = html! {
         @let paused: Vec<_> = apps.iter().flat_map(|(a, gs, _)| gs.iter().filter(|g| !g.policy_updates_enabled).map(move |g| (a, g))).collect();
         @let failing: Vec<_> = apps.iter().flat_map(|(a, gs, _)| gs.iter().filter(|g| g.instances_stats.as_ref().is_some_and(|s| s.error > 0)).map(move |g| (a, g))).collect();
-        @if paused.is_empty() && failing.is_empty() {
-            p.ok { "No warnings: no paused groups and no failing instances." }
+        @let sources_ok = source_warnings.0.is_empty();
+        @if paused.is_empty() && failing.is_empty() && sources_ok {
+            p.ok { "No warnings: no paused groups, no failing instances, no sources in error." }
         } @else {
             ul.warnings {
+                (source_warnings)
                 @for (a, g) in &paused {
                     li.warning {
                         (paused_badge()) " "
@@ -260,6 +265,21 @@ async fn app_page(ctx: &Ctx, raw: &str, fs: Option<&FormState>) -> Result<Page, 
     let channels = store.list_channels(&app.id).await?;
     let packages = store.list_packages(&app.id).await?;
     let count = store.app_instance_count(&app.id, now).await?;
+    // Where each package came from and the files it ships (README, unit file, etcd2 keys).
+    let mut provenance = Vec::new();
+    for p in &packages {
+        let source = match store.package_source(&p.id).await? {
+            Some(src) => {
+                let mut files = Vec::new();
+                for f in &src.files {
+                    files.push(store.package_file(&p.id, &f.name).await?);
+                }
+                Some((src, files))
+            }
+            None => None,
+        };
+        provenance.push((p, source));
+    }
     let groups_html = html! {
         @if groups.is_empty() { p.empty { "No groups yet." } } @else { (groups_table(&app.id, &groups)) }
     };
@@ -351,8 +371,11 @@ async fn app_page(ctx: &Ctx, raw: &str, fs: Option<&FormState>) -> Result<Page, 
                     table.packages {
                         thead { tr { th scope="col" { "Version" } th scope="col" { "Type" } th scope="col" { "Size" } th scope="col" { "Payload" } th scope="col" { "Created" } th scope="col" { "Channels" } th scope="col" { "Blacklist" } } }
                         tbody {
-                            @for p in &packages {
+                            @for (p, source) in &provenance {
                                 (package_row(ctx, &base, p, &channels, fs))
+                                @if let Some(source) = source {
+                                    (package_source_row(p, source))
+                                }
                             }
                         }
                     }
@@ -410,6 +433,51 @@ fn promote_form(
                 (f.summary())
                 (f.select("package_id", &format!("Package for {}", c.name), &options, c.package_id.as_deref().unwrap_or("")))
                 button type="submit" { "Promote" }
+            }
+        }
+    }
+}
+
+/// Files larger than this are listed but not shown inline (they can be downloaded).
+const MAX_INLINE_FILE: usize = 64 * 1024;
+
+/// A package's provenance under its row: source, selector, image tag, metadata, and every file
+/// (README, unit file, etcd2 keys) shown as escaped text with its SHA-256.
+fn package_source_row(
+    p: &Package,
+    (source, files): &(
+        crate::store::sources::PackageSource,
+        Vec<crate::store::sources::PackageFile>,
+    ),
+) -> Markup {
+    html! {
+        tr.provenance id=(format!("package-{}-source", p.id)) {
+            td colspan="7" {
+                details {
+                    summary { "Source of " span.version { (p.version) } ": " (source.source) " " code { (source.selector) } @if !files.is_empty() { " · " (files.len()) " file(s)" } }
+                    dl.details {
+                        dt { "Source" } dd { (source.source) }
+                        dt { "Selector" } dd { code { (source.selector) } }
+                        dt { "Image tag" } dd { @if source.image_tag.is_empty() { span.muted { "—" } } @else { code { (source.image_tag) } } }
+                        @if let Some(m) = &source.metadata {
+                            dt { "Metadata" } dd { pre.file.metadata { (serde_json::to_string_pretty(m).unwrap_or_default()) } }
+                        }
+                    }
+                    @for f in files {
+                        section.file {
+                            h4 {
+                                code { (f.name) } " "
+                                span.muted { (views::size(&f.content.len().to_string())) " · SHA-256 " code.hash { (f.sha256) } }
+                                " " a href=(format!("/v1.0/packages/{}/files/{}", p.id, super::encode(&f.name))) { "download" }
+                            }
+                            @if f.content.len() <= MAX_INLINE_FILE {
+                                pre.file { (String::from_utf8_lossy(&f.content)) }
+                            } @else {
+                                p.muted { "Too large to show here." }
+                            }
+                        }
+                    }
+                }
             }
         }
     }
