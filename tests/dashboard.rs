@@ -2140,3 +2140,117 @@ async fn package_provenance(db: TestDb) {
     assert!(!body.contains(&format!("package-{pkg2}-source")));
 }
 both_backends!(package_details_show_source_and_files, package_provenance);
+
+/// In Chromium: a binding created on the sources page (an invalid one first shows its error
+/// inline and stores nothing); a signed generic webhook then delivers, and the open sources page
+/// shows the delivery with its outcome through live refresh. The agents page lists an agent
+/// host. Screenshots of both pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ui_binding_webhook_and_agents_in_chromium() {
+    let Some((c, _profile)) = browser().await else {
+        return;
+    };
+    let app = spawn(
+        TestDb::sqlite().await,
+        &["--dashboard-refresh-seconds", "1"],
+    )
+    .await;
+    let (app_id, channel_id) = app_with_channel(&app, "web").await;
+    browser_login(&c, &app, "/ui/").await;
+    click(&c, "nav a[href='/ui/sources']").await;
+    wait_path(&c, "the sources page", |p| p == "/ui/sources").await;
+    assert_eq!(text_of(&c, "h1").await, "Sources");
+
+    // Invalid first: inline error, nothing stored.
+    open(&c, "New binding").await;
+    select_label(&c, "#new-binding-app_id", "web").await;
+    select_label(&c, "#new-binding-kind", "Generic webhooks").await;
+    fill(&c, "#new-binding-match", "ci pipeline").await;
+    select_label(&c, "#new-binding-channel_id", "web / stable").await;
+    fill(&c, "#new-binding-secret", BINDING_SECRET).await;
+    submit(&c, "#new-binding button[type=submit]").await;
+    let error = text_of(&c, "#new-binding-match-error").await;
+    assert!(error.contains("spaces"), "{error}");
+    assert!(
+        bindings_of(&app, &app_id).await.is_empty(),
+        "nothing stored"
+    );
+
+    // Fixed: stored, shown with its secret "set".
+    fill(&c, "#new-binding-match", "ci").await;
+    fill(&c, "#new-binding-secret", BINDING_SECRET).await;
+    submit(&c, "#new-binding button[type=submit]").await;
+    wait_path(&c, "the sources page", |p| p == "/ui/sources").await;
+    let bindings = bindings_of(&app, &app_id).await;
+    assert_eq!(bindings.len(), 1, "stored through the UI");
+    assert_eq!(bindings[0]["channel_id"], channel_id.as_str());
+    assert_eq!(bindings[0]["has_secret"], true);
+    assert_eq!(text_of(&c, "table.bindings td.secret").await, "set");
+    assert!(text_of(&c, "#deliveries-generic")
+        .await
+        .contains("No deliveries yet"));
+
+    // A signed webhook; the open page picks the delivery up without a reload.
+    let release =
+        json!({"app": app_id, "version": "1.1.0", "image": "127.0.0.1:5000/demo/web:1.1.0"});
+    assert_eq!(
+        generic_hook(&app, "ci", release, BINDING_SECRET, "ui-1").await,
+        200
+    );
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = text_of(&c, "#deliveries-generic").await;
+        if seen.contains("promoted") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen.contains("promoted") && seen.contains("1.1.0"),
+        "{seen}"
+    );
+    let badge = c
+        .find(Locator::Css("#deliveries-generic .badge.out-promoted"))
+        .await
+        .expect("outcome badge");
+    let colour = badge.css_value("color").await.expect("colour");
+    assert_eq!(colour, "rgba(46, 125, 50, 1)", "promoted is green");
+    screenshot(&c, "sources").await;
+
+    // An agent host: the agent's Omaha request and a container report.
+    let (app2, _, _, _) = app.setup_rollout("1.2.0", json!({})).await;
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<request protocol="3.0" version="rollbridge-agent-0.1.0" updaterversion="rollbridge-agent-0.1.0" installsource="scheduler" ismachine="1">
+  <os version="27.5.1" platform="Docker" sp="" arch="x86_64"></os>
+  <app appid="{app2}" version="1.1.0" track="main" machineid="docker-host-7" machinealias="edge-7">{{body}}</app>
+</request>"#
+    );
+    for body in [
+        PING_CHECK,
+        r#"<event eventtype="3" eventresult="2" previousversion="1.0.0"></event>"#,
+    ] {
+        assert_eq!(app.omaha(&xml.replace("{body}", body)).await.0, 200);
+    }
+    let r = app
+        .post_json(
+            "/api/agent/activity",
+            json!({"application_id": app2, "track": "main", "instance_id": "docker-host-7",
+                   "container": "shop", "version": "1.1.0", "outcome": "updated"}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    click(&c, "nav a[href='/ui/agents']").await;
+    wait_path(&c, "the agents page", |p| p == "/ui/agents").await;
+    let table = text_of(&c, "#agents-table").await;
+    assert!(
+        table.contains("docker-host-7") && table.contains("edge-7"),
+        "{table}"
+    );
+    assert!(
+        table.contains("shop") && table.contains("updated"),
+        "{table}"
+    );
+    screenshot(&c, "agents").await;
+    c.close().await.expect("close browser");
+}
