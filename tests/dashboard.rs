@@ -693,6 +693,8 @@ async fn pages_require_login(db: TestDb) {
         "/ui/".to_string(),
         "/ui/activity".into(),
         "/ui/password".into(),
+        "/ui/sources".into(),
+        "/ui/agents".into(),
         format!("/ui/apps/{app_id}"),
         format!("/ui/apps/{app_id}/groups/{group_id}"),
         format!("/ui/apps/{app_id}/instance?id=x"),
@@ -2215,6 +2217,9 @@ async fn ui_binding_webhook_and_agents_in_chromium() {
         .expect("outcome badge");
     let colour = badge.css_value("color").await.expect("colour");
     assert_eq!(colour, "rgba(46, 125, 50, 1)", "promoted is green");
+    c.execute("window.scrollTo(0, 0);", vec![])
+        .await
+        .expect("scroll to the top");
     screenshot(&c, "sources").await;
 
     // An agent host: the agent's Omaha request and a container report.
