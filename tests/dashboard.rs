@@ -2113,33 +2113,72 @@ async fn package_provenance(db: TestDb) {
     let ui = Ui::login(&app).await;
     let (status, body) = ui.get(&format!("/ui/apps/{app_id}")).await;
     assert_eq!(status, 200);
-    let row = &body[body
-        .find(&format!(r#"id="package-{package_id}-source""#))
-        .expect("provenance row")..];
+    let page = format!("/ui/apps/{app_id}/packages/{package_id}");
     assert!(
-        row.contains("artifactory") && row.contains("video-mobile"),
+        body.contains(&format!(r#"href="{page}""#)),
+        "the application page links the package"
+    );
+    assert!(
+        !body.contains("ExecStart"),
+        "file contents only on the package page"
+    );
+    let (status, body) = ui.get(&page).await;
+    assert_eq!(status, 200);
+    let source = &body[body.find(r#"id="package-source""#).expect("source section")..];
+    assert!(
+        source.contains("artifactory") && source.contains("video-mobile"),
         "source and selector"
     );
-    assert!(row.contains("1.0.10-1"), "image tag");
-    assert!(row.contains("numInstances"), "metadata");
-    assert!(row.contains("ExecStart=/bin/true"), "unit file");
+    assert!(source.contains("<code>1.0.10-1</code>"), "image tag");
+    assert!(source.contains("numInstances"), "metadata");
+    let files = &body[body.find(r#"id="files""#).expect("files section")..];
+    assert!(files.contains("ExecStart=/bin/true"), "unit file");
     assert!(
-        row.contains("/services/video-mobile/replicas 2"),
+        files.contains("/services/video-mobile/replicas 2"),
         "etcd2 keys"
     );
     assert!(
-        row.contains("# Video &lt;script&gt;alert(1)&lt;/script&gt;"),
+        files.contains("# Video &lt;script&gt;alert(1)&lt;/script&gt;"),
         "README as escaped text"
     );
     assert!(!body.contains("<script>alert"), "nothing unescaped");
     for f in listing["files"].as_array().expect("files") {
         let sha = f["sha256"].as_str().expect("sha256");
-        assert!(row.contains(sha), "sha256 of {}", f["name"]);
+        assert!(files.contains(sha), "sha256 of {}", f["name"]);
+        assert!(files.contains(&format!(
+            "<code>{}</code>",
+            f["name"].as_str().expect("name")
+        )));
     }
-    // A package created through the API has no provenance row.
-    let (app2, _, _, pkg2) = app.setup_rollout("1.0.0", json!({})).await;
-    let (_, body) = ui.get(&format!("/ui/apps/{app2}")).await;
-    assert!(!body.contains(&format!("package-{pkg2}-source")));
+    // A package created through the API: no source, Docker image and digest shown.
+    let (app2, _, _, _) = app.setup_rollout("1.0.0", json!({})).await;
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let r = app
+        .post_json(
+            &format!("/api/apps/{app2}/packages"),
+            json!({"type": 2, "version": "2.0.0", "url": "registry.example/team/web",
+                   "filename": format!("2.0.0@{digest}"),
+                   "image_repository": "registry.example/team/web", "image_digest": digest}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let pkg2 = r.json::<Value>().await.expect("package")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (status, body) = ui.get(&format!("/ui/apps/{app2}/packages/{pkg2}")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("No release source") || body.contains("no release source"));
+    assert!(body.contains("registry.example/team/web") && body.contains(&digest));
+    assert!(!body.contains(r#"id="files""#));
+    // Another application's package, or a malformed id, is not found.
+    assert_eq!(
+        ui.get(&format!("/ui/apps/{app2}/packages/{package_id}"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(ui.get(&format!("/ui/apps/{app2}/packages/x")).await.0, 404);
 }
 both_backends!(package_details_show_source_and_files, package_provenance);
 

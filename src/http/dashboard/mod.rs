@@ -417,6 +417,7 @@ pub enum PageRoute {
     App { app: String },
     Group { app: String, group: String },
     Instance { app: String },
+    Package { app: String, package: String },
     Sources,
     Agents,
 }
@@ -467,6 +468,10 @@ pub fn page_route(tail: &str) -> Option<PageRoute> {
         },
         ["apps", app, "instance"] => PageRoute::Instance {
             app: app.to_string(),
+        },
+        ["apps", app, "packages", package] => PageRoute::Package {
+            app: app.to_string(),
+            package: package.to_string(),
         },
         _ => return None,
     })

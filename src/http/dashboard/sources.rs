@@ -152,7 +152,7 @@ fn deliveries_html(
                             thead { tr { th scope="col" { "When" } th scope="col" { "Selector" } th scope="col" { "Version" } th scope="col" { "Outcome" } th scope="col" { "Application" } th scope="col" { "Message" } } }
                             tbody {
                                 @for d in list {
-                                    tr class=(format!("delivery out-{}", if d.outcome == "rejected" { "rejected" } else { "other" })) {
+                                    tr class=[(d.outcome == "rejected").then_some("failed")] {
                                         td { (ago(d.created_ts, now)) }
                                         td { code { (d.selector) } }
                                         td { span.version { (d.version) } }
@@ -560,11 +560,15 @@ pub async fn agents_page(ctx: &Ctx) -> Result<Page, UiError> {
     let mut rows = Vec::new();
     for host in hosts.into_values() {
         // What the server knows from Omaha: version, status, last check, the last 3/0 error.
-        let instance = store.instance(&host.app_id, &host.instance_id).await.ok();
+        // A report can name a machine id that never sent an Omaha request: shown as such.
+        let instance = match store.instance(&host.app_id, &host.instance_id).await {
+            Ok(i) => Some(i),
+            Err(crate::store::StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
         let events = store
             .instance_events(&host.app_id, &host.instance_id, 20)
-            .await
-            .unwrap_or_default();
+            .await?;
         let last_update = events.into_iter().find(|e| e.event_type == 3);
         rows.push((host, instance, last_update));
     }
