@@ -11,6 +11,11 @@
 //!    hostile names, live JSON parts, instance table filters and paging, instance and activity
 //!    pages, UI and REST rejecting the same input with the same message.
 //! 3. The dashboard's store methods (sessions, group history, group names) on both backends.
+//! 4. Sources, agents and package pages: bindings through the forms (CSRF, inline errors with
+//!    nothing stored, write-only secrets), signed generic webhook deliveries with their outcome
+//!    (in Chromium through live refresh, and over HTTP), the Artifactory poller's state and
+//!    "Poll now", agent hosts with containers and last outcome, package source and files, the
+//!    overview's sources-in-error warnings, hostile values escaped.
 
 mod common;
 
@@ -1862,7 +1867,14 @@ async fn sources_page(db: TestDb) {
         body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "escaped match shown"
     );
-    assert!(body.contains(r#"<span class="badge out-rejected">rejected</span>"#));
+    let generic = &body[body
+        .find(r#"id="deliveries-generic""#)
+        .expect("generic section")..];
+    assert!(generic.contains(r#"<span class="badge out-rejected">rejected</span>"#));
+    assert!(
+        generic.contains("no application &quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;"),
+        "the delivery's hostile message is shown escaped"
+    );
     // The overview warns about sources in error.
     let (_, body) = ui.get("/ui/").await;
     assert!(

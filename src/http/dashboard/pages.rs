@@ -1,4 +1,5 @@
-//! The pages (GET): overview, application, group, instance, activity and password change. Each
+//! The pages (GET): overview, application, package, group, instance, activity and password
+//! change (the sources and agents pages are in `sources`). Each
 //! returns the whole document and its live parts; actions re-render a page with a `FormState`
 //! to show validation errors inline next to the submitted values.
 
