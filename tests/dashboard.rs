@@ -1812,6 +1812,37 @@ async fn sources_page(db: TestDb) {
     assert_eq!(b["has_secret"], false);
     let (_, body) = ui.get("/ui/sources").await;
     assert!(body.contains("not set"));
+    // Setting a new secret through the edit form; it is never shown.
+    let r = ui
+        .post(
+            &edit,
+            &[
+                ("kind", "generic"),
+                ("match", "ci"),
+                ("channel_id", &channel_id),
+                ("tag_filter", "^1"),
+                ("secret", "another-binding-secret-99"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(bindings_of(&app, &app_id).await[0]["has_secret"], true);
+    let (_, body) = ui.get("/ui/sources").await;
+    assert!(!body.contains("another-binding-secret-99"));
+    // Editing without typing a secret keeps it.
+    let r = ui
+        .post(
+            &edit,
+            &[
+                ("kind", "generic"),
+                ("match", "ci"),
+                ("channel_id", &channel_id),
+                ("tag_filter", "^1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(bindings_of(&app, &app_id).await[0]["has_secret"], true);
     // An invalid edit changes nothing and shows the error in that binding's form.
     let r = ui
         .post(
