@@ -11,6 +11,11 @@
 //!    hostile names, live JSON parts, instance table filters and paging, instance and activity
 //!    pages, UI and REST rejecting the same input with the same message.
 //! 3. The dashboard's store methods (sessions, group history, group names) on both backends.
+//! 4. Sources, agents and package pages: bindings through the forms (CSRF, inline errors with
+//!    nothing stored, write-only secrets), signed generic webhook deliveries with their outcome
+//!    (in Chromium through live refresh, and over HTTP), the Artifactory poller's state and
+//!    "Poll now", agent hosts with containers and last outcome, package source and files, the
+//!    overview's sources-in-error warnings, hostile values escaped.
 
 mod common;
 
@@ -693,6 +698,8 @@ async fn pages_require_login(db: TestDb) {
         "/ui/".to_string(),
         "/ui/activity".into(),
         "/ui/password".into(),
+        "/ui/sources".into(),
+        "/ui/agents".into(),
         format!("/ui/apps/{app_id}"),
         format!("/ui/apps/{app_id}/groups/{group_id}"),
         format!("/ui/apps/{app_id}/instance?id=x"),
@@ -1619,3 +1626,718 @@ async fn store_methods(db: TestDb) {
         .is_empty());
 }
 both_backends!(dashboard_store_methods, store_methods);
+
+// ===========================================================================================
+// 4. Sources, agents and package provenance (issue 8 items 3, 7, 8 and the sources warning)
+// ===========================================================================================
+
+const BINDING_SECRET: &str = "dashboard-binding-secret-01";
+
+/// An application with one channel, through the REST API: (app id, channel id).
+async fn app_with_channel(app: &TestApp, name: &str) -> (String, String) {
+    let r = app.post_json("/api/apps", json!({"name": name})).await;
+    assert_eq!(r.status(), 201);
+    let app_id = r.json::<Value>().await.expect("app")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let r = app
+        .post_json(
+            &format!("/api/apps/{app_id}/channels"),
+            json!({"name": "stable", "color": "#2e7d32"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let channel_id = r.json::<Value>().await.expect("channel")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    (app_id, channel_id)
+}
+
+async fn bindings_of(app: &TestApp, app_id: &str) -> Vec<Value> {
+    app.get_json(&format!("/api/apps/{app_id}/bindings"))
+        .await
+        .as_array()
+        .expect("bindings")
+        .clone()
+}
+
+/// Posts a generic webhook signed with `secret`; returns the HTTP status.
+async fn generic_hook(app: &TestApp, name: &str, body: Value, secret: &str, delivery: &str) -> u16 {
+    let bytes = serde_json::to_vec(&body).expect("json");
+    let sig = rollbridge::sources::generic::sign(secret.as_bytes(), &bytes);
+    raw_client()
+        .post(app.url(&format!("/v1.0/hooks/generic/{name}")))
+        .header("x-hub-signature-256", sig)
+        .header("x-github-delivery", delivery)
+        .header("content-type", "application/json")
+        .body(bytes)
+        .send()
+        .await
+        .expect("webhook")
+        .status()
+        .as_u16()
+}
+
+/// Bindings through the sources page's forms: CSRF, inline errors with nothing stored,
+/// write-only secrets, edit and delete; a signed webhook's delivery and its outcome; hostile
+/// values escaped; rejected deliveries warned about on the overview.
+async fn sources_page(db: TestDb) {
+    let app = spawn(db, &["--webhook-secret", "server-wide-secret-0123456789"]).await;
+    let (app_id, channel_id) = app_with_channel(&app, "web").await;
+    let ui = Ui::login(&app).await;
+    let (status, body) = ui.get("/ui/sources").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#"href="/ui/sources" aria-current="page""#),
+        "in the navigation"
+    );
+    assert!(body.contains("Not configured"), "no poller configured");
+
+    let good = [
+        ("app_id", app_id.as_str()),
+        ("kind", "generic"),
+        ("match", "ci"),
+        ("channel_id", channel_id.as_str()),
+        ("tag_filter", ""),
+        ("secret", BINDING_SECRET),
+    ];
+    // Without the CSRF token: 403, nothing stored.
+    let r = ui.post_raw("/ui/bindings", &good).await;
+    assert_eq!(r.status(), 403);
+    assert!(bindings_of(&app, &app_id).await.is_empty());
+
+    // Invalid input: the API's message inline next to the field, nothing stored.
+    for (field, value, error_id) in [
+        ("match", "not valid!", "new-binding-match-error"),
+        ("secret", "short", "new-binding-secret-error"),
+        ("tag_filter", ">=x", "new-binding-tag_filter-error"),
+        (
+            "kind",
+            "ftp",
+            r#"id="new-binding-kind" name="kind" aria-invalid="true""#,
+        ),
+    ] {
+        let mut form: Vec<(&str, &str)> = good.to_vec();
+        form.retain(|(k, _)| *k != field);
+        form.push((field, value));
+        let r = ui.post("/ui/bindings", &form).await;
+        assert_eq!(r.status(), 400, "{field}");
+        let body = r.text().await.expect("body");
+        assert!(body.contains(error_id), "{field}: inline error {error_id}");
+        assert!(body.contains(r#"aria-invalid="true""#), "{field}");
+        assert!(
+            !body.contains(BINDING_SECRET),
+            "a typed secret is never echoed"
+        );
+    }
+    let r = ui
+        .post("/ui/bindings", &[("kind", "generic"), ("match", "ci")])
+        .await;
+    assert_eq!(r.status(), 400, "no application chosen");
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("choose an application"));
+    assert!(
+        bindings_of(&app, &app_id).await.is_empty(),
+        "nothing stored on error"
+    );
+
+    // Valid: stored, the secret shown only as "set".
+    let r = ui.post("/ui/bindings", &good).await;
+    assert_eq!(r.status(), 303);
+    let bindings = bindings_of(&app, &app_id).await;
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(bindings[0]["has_secret"], true);
+    let binding_id = bindings[0]["id"].as_str().expect("id").to_string();
+    let (_, body) = ui.get("/ui/sources").await;
+    assert!(
+        body.contains(r#"<td class="secret">set</td>"#),
+        "secret set"
+    );
+    assert!(!body.contains(BINDING_SECRET), "secrets are write-only");
+    // A duplicate is a conflict shown above the form.
+    let r = ui.post("/ui/bindings", &good).await;
+    assert_eq!(r.status(), 400);
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("already has a generic binding"));
+
+    // A signed webhook for that binding delivers; the page shows the delivery and its outcome.
+    let release =
+        json!({"app": app_id, "version": "1.1.0", "image": "127.0.0.1:5000/demo/web:1.1.0"});
+    assert_eq!(
+        generic_hook(&app, "ci", release, BINDING_SECRET, "d-1").await,
+        200
+    );
+    let (_, body) = ui.get("/ui/sources").await;
+    let generic = &body[body
+        .find(r#"id="deliveries-generic""#)
+        .expect("generic section")..];
+    assert!(
+        generic.contains(r#"<span class="badge out-promoted">promoted</span>"#),
+        "outcome shown"
+    );
+    assert!(generic.contains("1.1.0"));
+    let (_, live) = ui.get("/ui/sources?live=1").await;
+    let live: Value = serde_json::from_str(&live).expect("live JSON");
+    assert!(live["parts"]["deliveries-live"]
+        .as_str()
+        .expect("part")
+        .contains("out-promoted"));
+    assert!(live["parts"]["poller-live"].is_string());
+
+    // Edit: new tag filter, secret removed; the REST view agrees.
+    let edit = format!("/ui/apps/{app_id}/bindings/{binding_id}");
+    let r = ui
+        .post(
+            &edit,
+            &[
+                ("kind", "generic"),
+                ("match", "ci"),
+                ("channel_id", &channel_id),
+                ("tag_filter", "^1"),
+                ("remove_secret", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let b = &bindings_of(&app, &app_id).await[0];
+    assert_eq!(b["tag_filter"], "^1");
+    assert_eq!(b["has_secret"], false);
+    let (_, body) = ui.get("/ui/sources").await;
+    assert!(body.contains("not set"));
+    // Setting a new secret through the edit form; it is never shown.
+    let r = ui
+        .post(
+            &edit,
+            &[
+                ("kind", "generic"),
+                ("match", "ci"),
+                ("channel_id", &channel_id),
+                ("tag_filter", "^1"),
+                ("secret", "another-binding-secret-99"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(bindings_of(&app, &app_id).await[0]["has_secret"], true);
+    let (_, body) = ui.get("/ui/sources").await;
+    assert!(!body.contains("another-binding-secret-99"));
+    // Editing without typing a secret keeps it.
+    let r = ui
+        .post(
+            &edit,
+            &[
+                ("kind", "generic"),
+                ("match", "ci"),
+                ("channel_id", &channel_id),
+                ("tag_filter", "^1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(bindings_of(&app, &app_id).await[0]["has_secret"], true);
+    // An invalid edit changes nothing and shows the error in that binding's form.
+    let r = ui
+        .post(
+            &edit,
+            &[("kind", "generic"), ("match", "ci"), ("tag_filter", ">=x")],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains(&format!("binding-{binding_id}-tag_filter-error")));
+    assert_eq!(bindings_of(&app, &app_id).await[0]["tag_filter"], "^1");
+    assert_eq!(
+        ui.post_raw(&format!("{edit}/delete"), &[]).await.status(),
+        403
+    );
+
+    // Hostile values: a binding match and a rejected delivery's message are escaped.
+    let evil = "<script>alert(1)</script>";
+    let r = ui
+        .post(
+            "/ui/bindings",
+            &[("app_id", &app_id), ("kind", "registry"), ("match", evil)],
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        303,
+        "a registry repository may contain these characters"
+    );
+    let hostile = json!({"app": evil, "version": "2.0.0", "image": "x/y:2.0.0"});
+    let status = generic_hook(
+        &app,
+        "other",
+        hostile,
+        "server-wide-secret-0123456789",
+        "d-2",
+    )
+    .await;
+    assert_eq!(status, 422, "unknown application: rejected");
+    for path in ["/ui/sources", "/ui/sources?live=1", "/ui/", "/ui/?live=1"] {
+        let (status, body) = ui.get(path).await;
+        assert_eq!(status, 200);
+        assert!(
+            !body.contains("<script>alert"),
+            "{path} contains raw script"
+        );
+    }
+    let (_, body) = ui.get("/ui/sources").await;
+    assert!(
+        body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "escaped match shown"
+    );
+    let generic = &body[body
+        .find(r#"id="deliveries-generic""#)
+        .expect("generic section")..];
+    assert!(generic.contains(r#"<span class="badge out-rejected">rejected</span>"#));
+    assert!(
+        generic.contains("no application &quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;"),
+        "the delivery's hostile message is shown escaped"
+    );
+    // The overview warns about sources in error.
+    let (_, body) = ui.get("/ui/").await;
+    assert!(
+        body.contains("source-warning-rejected"),
+        "rejected delivery warned"
+    );
+    assert!(
+        !body.contains("source-warning-poller"),
+        "no poller, no poller warning"
+    );
+
+    // Delete.
+    let r = ui.post(&format!("{edit}/delete"), &[]).await;
+    assert_eq!(r.status(), 303);
+    let left = bindings_of(&app, &app_id).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["kind"], "registry");
+    // Poll now without a poller says so.
+    let r = ui.post("/ui/sources/poll", &[]).await;
+    assert_eq!(r.status(), 303);
+    assert!(location(&r).contains("polled=unconfigured"));
+}
+both_backends!(
+    sources_page_manages_bindings_and_shows_deliveries,
+    sources_page
+);
+
+/// The Artifactory poller's state on the sources page and the overview: an unreachable
+/// endpoint fails the round, "Poll now" (CSRF-protected) runs one like `/v1.0/force`, and the
+/// last error and backoff show. SQLite only: one poller per process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sources_page_shows_the_poller_and_polls_now() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let endpoint = format!(
+        "http://127.0.0.1:{}/artifactory",
+        closed.local_addr().expect("addr").port()
+    );
+    drop(closed);
+    let app = spawn(
+        TestDb::sqlite().await,
+        &[
+            "--art-endpoint",
+            &endpoint,
+            "--art-deploy-repo",
+            "deploys",
+            "--art-payload-repo",
+            "payloads",
+            "--domain",
+            "example.com",
+            "--environment",
+            "development",
+            "--art-timeout",
+            "2",
+            "--art-backoff-max",
+            "2",
+            "--art-polling",
+            "3600",
+        ],
+    )
+    .await;
+    let ui = Ui::login(&app).await;
+    assert_eq!(
+        ui.post_raw("/ui/sources/poll", &[]).await.status(),
+        403,
+        "CSRF"
+    );
+    let polls_before = app.state.artifactory.snapshot().polls;
+    let r = ui.post("/ui/sources/poll", &[]).await;
+    assert_eq!(r.status(), 303);
+    assert!(
+        location(&r).starts_with("/ui/sources?polled="),
+        "{}",
+        location(&r)
+    );
+    // The forced round has run (or is queued and runs within the wait below).
+    let mut snap = app.state.artifactory.snapshot();
+    for _ in 0..100 {
+        if snap.polls > polls_before && snap.last_error.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        snap = app.state.artifactory.snapshot();
+    }
+    assert!(snap.polls > polls_before, "Poll now ran a round");
+    let error = snap
+        .last_error
+        .clone()
+        .expect("an unreachable endpoint is an error");
+    let (status, body) = ui.get("/ui/sources").await;
+    assert_eq!(status, 200);
+    assert!(body.contains(&endpoint), "configured endpoint shown");
+    assert!(body.contains(r#"id="poller-error""#));
+    assert!(
+        body.contains(&maud::html! { (error) }.into_string()),
+        "last error shown"
+    );
+    assert!(body.contains("Backing off"), "backoff shown");
+    assert!(body.contains(r#"id="poll-now""#));
+    let (_, body) = ui.get("/ui/").await;
+    assert!(
+        body.contains("source-warning-poller"),
+        "overview warns about the poller"
+    );
+}
+
+/// The agents page: a host registered with the agent's Omaha request, its containers from the
+/// per-container reports, the last update outcome (3/0 with the error code), hostile messages
+/// escaped.
+async fn agents_page(db: TestDb) {
+    let app = spawn(db, &[]).await;
+    let (app_id, _, group_id, _) = app.setup_rollout("1.1.0", json!({})).await;
+    let ui = Ui::login(&app).await;
+    let (status, body) = ui.get("/ui/agents").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("No agent has reported yet"));
+    assert!(body.contains(r#"href="/ui/agents" aria-current="page""#));
+    // What the agent sends (src/agent: updaterversion rollbridge-agent, platform Docker).
+    let agent_xml = |body: &str| {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<request protocol="3.0" version="rollbridge-agent-0.1.0" updaterversion="rollbridge-agent-0.1.0" installsource="scheduler" ismachine="1">
+  <os version="27.5.1" platform="Docker" sp="" arch="x86_64"></os>
+  <app appid="{app_id}" version="1.0.0" track="main" machineid="docker-host-1" machinealias="build-box">{body}</app>
+</request>"#
+        )
+    };
+    let (status, xml) = app.omaha(&agent_xml(PING_CHECK)).await;
+    assert_eq!(status, 200);
+    assert_eq!(first_app(&xml).1.as_deref(), Some("ok"), "granted: {xml}");
+    for event in [
+        r#"<event eventtype="13" eventresult="1"></event>"#,
+        r#"<event eventtype="3" eventresult="0" errorcode="2005"></event>"#,
+    ] {
+        assert_eq!(app.omaha(&agent_xml(event)).await.0, 200);
+    }
+    let report = |container: &str, outcome: &str, message: &str| {
+        json!({"application_id": app_id, "track": "main", "instance_id": "docker-host-1",
+               "container": container, "version": "1.1.0", "outcome": outcome, "message": message})
+    };
+    for body in [
+        report("db", "updated", ""),
+        report("web", "rolled_back", "<script>alert(1)</script> unhealthy"),
+    ] {
+        assert_eq!(
+            app.post_json("/api/agent/activity", body).await.status(),
+            204
+        );
+    }
+    for path in ["/ui/agents", "/ui/agents?live=1"] {
+        let (status, body) = ui.get(path).await;
+        assert_eq!(status, 200);
+        assert!(!body.contains("<script>alert"), "{path}: escaped");
+    }
+    let (_, body) = ui.get("/ui/agents").await;
+    let table = &body[body.find(r#"id="agents-table""#).expect("agents listed")..];
+    assert!(table.contains("docker-host-1"));
+    assert!(table.contains("build-box"), "alias");
+    assert!(
+        table.contains(&format!("/ui/apps/{app_id}/groups/{group_id}")),
+        "group link"
+    );
+    assert!(
+        table.contains("<code>web</code>") && table.contains("<code>db</code>"),
+        "containers"
+    );
+    assert!(table.contains(r#"<span class="badge out-rolled_back">rolled back</span>"#));
+    assert!(table.contains(r#"<span class="badge out-updated">updated</span>"#));
+    assert!(
+        table.contains(
+            r#"<span class="badge out-failed">failed</span> 3/0 error <code>2005</code>"#
+        ),
+        "last update outcome"
+    );
+    assert!(table.contains("&lt;script&gt;alert(1)&lt;/script&gt; unhealthy"));
+    // Another team's view stays empty: the store method filters by team.
+    let store = app.state.store.clone();
+    let mine = store
+        .agent_reports(&admin_team(&app, &app_id).await, 10)
+        .await
+        .expect("reports");
+    assert_eq!(mine.len(), 2);
+    assert_eq!(mine[0].instance_id.as_deref(), Some("docker-host-1"));
+    assert!(store
+        .agent_reports("no-such-team", 10)
+        .await
+        .expect("reports")
+        .is_empty());
+}
+both_backends!(agents_page_lists_hosts_containers_and_outcomes, agents_page);
+
+async fn admin_team(app: &TestApp, app_id: &str) -> String {
+    app.get_json(&format!("/api/apps/{app_id}")).await["team_id"]
+        .as_str()
+        .expect("team_id")
+        .to_string()
+}
+
+/// A package ingested with files shows its source, metadata and files (README as escaped text,
+/// unit file, etcd2 keys) with their SHA-256 on the application page.
+async fn package_provenance(db: TestDb) {
+    use rollbridge::domain::{Artifact, Release, ReleaseFile, SourceKind, ZeroConfigTarget};
+    let app = spawn(db, &[]).await;
+    let release = Release {
+        source: SourceKind::Artifactory,
+        selector: "video-mobile".into(),
+        delivery_key: Some("k1".into()),
+        tag: "1.0.10-1".into(),
+        artifact: Artifact::Download {
+            url: "https://art.example/artifactory/payloads/video-mobile/".into(),
+            filename: "example.com-development-video-mobile-1.0.10-1.tar.gz".into(),
+            size: Some(10),
+            sha1_base64: None,
+        },
+        requested_app: None,
+        requested_channel: None,
+        zero_config: Some(ZeroConfigTarget {
+            application_name: "example-video-mobile".into(),
+            channel_name: "development".into(),
+        }),
+        description: "payload".into(),
+        metadata: Some(
+            json!({"name": "example-video-mobile", "imageVersion": "1.0.10-1", "numInstances": 2}),
+        ),
+        files: vec![
+            ReleaseFile {
+                name: "example-video-mobile@.service".into(),
+                content: b"[Service]\nExecStart=/bin/true\n".to_vec(),
+            },
+            ReleaseFile {
+                name: "etcd2.keys".into(),
+                content: b"/services/video-mobile/replicas 2\n".to_vec(),
+            },
+            ReleaseFile {
+                name: "README.md".into(),
+                content: b"# Video <script>alert(1)</script>\n".to_vec(),
+            },
+        ],
+    };
+    let report =
+        rollbridge::sources::ingest::ingest(&app.state.store, &app.state.promotions, &release, T0)
+            .await
+            .expect("ingest");
+    let package_id = report.results[0].package_id.clone().expect("package");
+    let app_id = report.results[0].application_id.clone();
+    let listing = app
+        .get_json(&format!("/v1.0/packages/{package_id}/files"))
+        .await;
+    let ui = Ui::login(&app).await;
+    let (status, body) = ui.get(&format!("/ui/apps/{app_id}")).await;
+    assert_eq!(status, 200);
+    let page = format!("/ui/apps/{app_id}/packages/{package_id}");
+    assert!(
+        body.contains(&format!(r#"href="{page}""#)),
+        "the application page links the package"
+    );
+    assert!(
+        !body.contains("ExecStart"),
+        "file contents only on the package page"
+    );
+    let (status, body) = ui.get(&page).await;
+    assert_eq!(status, 200);
+    let source = &body[body.find(r#"id="package-source""#).expect("source section")..];
+    assert!(
+        source.contains("artifactory") && source.contains("video-mobile"),
+        "source and selector"
+    );
+    assert!(source.contains("<code>1.0.10-1</code>"), "image tag");
+    assert!(source.contains("numInstances"), "metadata");
+    let files = &body[body.find(r#"id="files""#).expect("files section")..];
+    assert!(files.contains("ExecStart=/bin/true"), "unit file");
+    assert!(
+        files.contains("/services/video-mobile/replicas 2"),
+        "etcd2 keys"
+    );
+    assert!(
+        files.contains("# Video &lt;script&gt;alert(1)&lt;/script&gt;"),
+        "README as escaped text"
+    );
+    assert!(!body.contains("<script>alert"), "nothing unescaped");
+    for f in listing["files"].as_array().expect("files") {
+        let sha = f["sha256"].as_str().expect("sha256");
+        assert!(files.contains(sha), "sha256 of {}", f["name"]);
+        assert!(files.contains(&format!(
+            "<code>{}</code>",
+            f["name"].as_str().expect("name")
+        )));
+    }
+    // A package created through the API: no source, Docker image and digest shown.
+    let (app2, _, _, _) = app.setup_rollout("1.0.0", json!({})).await;
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let r = app
+        .post_json(
+            &format!("/api/apps/{app2}/packages"),
+            json!({"type": 2, "version": "2.0.0", "url": "registry.example/team/web",
+                   "filename": format!("2.0.0@{digest}"),
+                   "image_repository": "registry.example/team/web", "image_digest": digest}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let pkg2 = r.json::<Value>().await.expect("package")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (status, body) = ui.get(&format!("/ui/apps/{app2}/packages/{pkg2}")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("No release source") || body.contains("no release source"));
+    assert!(body.contains("registry.example/team/web") && body.contains(&digest));
+    assert!(!body.contains(r#"id="files""#));
+    // Another application's package, or a malformed id, is not found.
+    assert_eq!(
+        ui.get(&format!("/ui/apps/{app2}/packages/{package_id}"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(ui.get(&format!("/ui/apps/{app2}/packages/x")).await.0, 404);
+}
+both_backends!(package_details_show_source_and_files, package_provenance);
+
+/// In Chromium: a binding created on the sources page (an invalid one first shows its error
+/// inline and stores nothing); a signed generic webhook then delivers, and the open sources page
+/// shows the delivery with its outcome through live refresh. The agents page lists an agent
+/// host. Screenshots of both pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ui_binding_webhook_and_agents_in_chromium() {
+    let Some((c, _profile)) = browser().await else {
+        return;
+    };
+    let app = spawn(
+        TestDb::sqlite().await,
+        &["--dashboard-refresh-seconds", "1"],
+    )
+    .await;
+    let (app_id, channel_id) = app_with_channel(&app, "web").await;
+    browser_login(&c, &app, "/ui/").await;
+    click(&c, "nav a[href='/ui/sources']").await;
+    wait_path(&c, "the sources page", |p| p == "/ui/sources").await;
+    assert_eq!(text_of(&c, "h1").await, "Sources");
+
+    // Invalid first: inline error, nothing stored.
+    open(&c, "New binding").await;
+    select_label(&c, "#new-binding-app_id", "web").await;
+    select_label(&c, "#new-binding-kind", "Generic webhooks").await;
+    fill(&c, "#new-binding-match", "ci pipeline").await;
+    select_label(&c, "#new-binding-channel_id", "web / stable").await;
+    fill(&c, "#new-binding-secret", BINDING_SECRET).await;
+    submit(&c, "#new-binding button[type=submit]").await;
+    let error = text_of(&c, "#new-binding-match-error").await;
+    assert!(error.contains("spaces"), "{error}");
+    assert!(
+        bindings_of(&app, &app_id).await.is_empty(),
+        "nothing stored"
+    );
+
+    // Fixed: stored, shown with its secret "set".
+    fill(&c, "#new-binding-match", "ci").await;
+    fill(&c, "#new-binding-secret", BINDING_SECRET).await;
+    submit(&c, "#new-binding button[type=submit]").await;
+    wait_path(&c, "the sources page", |p| p == "/ui/sources").await;
+    let bindings = bindings_of(&app, &app_id).await;
+    assert_eq!(bindings.len(), 1, "stored through the UI");
+    assert_eq!(bindings[0]["channel_id"], channel_id.as_str());
+    assert_eq!(bindings[0]["has_secret"], true);
+    assert_eq!(text_of(&c, "table.bindings td.secret").await, "set");
+    assert!(text_of(&c, "#deliveries-generic")
+        .await
+        .contains("No deliveries yet"));
+
+    // A signed webhook; the open page picks the delivery up without a reload.
+    let release =
+        json!({"app": app_id, "version": "1.1.0", "image": "127.0.0.1:5000/demo/web:1.1.0"});
+    assert_eq!(
+        generic_hook(&app, "ci", release, BINDING_SECRET, "ui-1").await,
+        200
+    );
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = text_of(&c, "#deliveries-generic").await;
+        if seen.contains("promoted") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen.contains("promoted") && seen.contains("1.1.0"),
+        "{seen}"
+    );
+    let badge = c
+        .find(Locator::Css("#deliveries-generic .badge.out-promoted"))
+        .await
+        .expect("outcome badge");
+    let colour = badge.css_value("color").await.expect("colour");
+    assert_eq!(colour, "rgba(46, 125, 50, 1)", "promoted is green");
+    c.execute("window.scrollTo(0, 0);", vec![])
+        .await
+        .expect("scroll to the top");
+    screenshot(&c, "sources").await;
+
+    // An agent host: the agent's Omaha request and a container report.
+    let (app2, _, _, _) = app.setup_rollout("1.2.0", json!({})).await;
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<request protocol="3.0" version="rollbridge-agent-0.1.0" updaterversion="rollbridge-agent-0.1.0" installsource="scheduler" ismachine="1">
+  <os version="27.5.1" platform="Docker" sp="" arch="x86_64"></os>
+  <app appid="{app2}" version="1.1.0" track="main" machineid="docker-host-7" machinealias="edge-7">{{body}}</app>
+</request>"#
+    );
+    for body in [
+        PING_CHECK,
+        r#"<event eventtype="3" eventresult="2" previousversion="1.0.0"></event>"#,
+    ] {
+        assert_eq!(app.omaha(&xml.replace("{body}", body)).await.0, 200);
+    }
+    let r = app
+        .post_json(
+            "/api/agent/activity",
+            json!({"application_id": app2, "track": "main", "instance_id": "docker-host-7",
+                   "container": "shop", "version": "1.1.0", "outcome": "updated"}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    click(&c, "nav a[href='/ui/agents']").await;
+    wait_path(&c, "the agents page", |p| p == "/ui/agents").await;
+    let table = text_of(&c, "#agents-table").await;
+    assert!(
+        table.contains("docker-host-7") && table.contains("edge-7"),
+        "{table}"
+    );
+    assert!(
+        table.contains("shop") && table.contains("updated"),
+        "{table}"
+    );
+    screenshot(&c, "agents").await;
+    c.close().await.expect("close browser");
+}

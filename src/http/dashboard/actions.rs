@@ -52,6 +52,14 @@ pub async fn run(ctx: Ctx, route: ActionRoute, form: Form) -> Result<Response, U
         ActionRoute::Policy { app, group } => policy(ctx, &app, &group, form).await,
         ActionRoute::Pause { app, group } => set_enabled(ctx, &app, &group, false).await,
         ActionRoute::Resume { app, group } => set_enabled(ctx, &app, &group, true).await,
+        ActionRoute::CreateBinding => super::sources::create_binding(ctx, form).await,
+        ActionRoute::UpdateBinding { app, binding } => {
+            super::sources::update_binding(ctx, &app, &binding, form).await
+        }
+        ActionRoute::DeleteBinding { app, binding } => {
+            super::sources::delete_binding(ctx, &app, &binding).await
+        }
+        ActionRoute::PollNow => super::sources::poll_now(ctx).await,
     }
 }
 

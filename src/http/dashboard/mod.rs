@@ -7,11 +7,12 @@
 //!
 //! Layout: this file holds routing and request plumbing (sessions, cookies, CSRF, form bodies,
 //! responses); `views` the shared page pieces, `charts` the SVG, `pages` the GET handlers and
-//! `actions` the POST handlers.
+//! `actions` the POST handlers; `sources` the sources and agents pages with their actions.
 
 mod actions;
 mod charts;
 mod pages;
+mod sources;
 mod views;
 
 use bytes::Bytes;
@@ -416,6 +417,9 @@ pub enum PageRoute {
     App { app: String },
     Group { app: String, group: String },
     Instance { app: String },
+    Package { app: String, package: String },
+    Sources,
+    Agents,
 }
 
 /// A dashboard action (POST).
@@ -432,6 +436,10 @@ pub enum ActionRoute {
     Policy { app: String, group: String },
     Pause { app: String, group: String },
     Resume { app: String, group: String },
+    CreateBinding,
+    UpdateBinding { app: String, binding: String },
+    DeleteBinding { app: String, binding: String },
+    PollNow,
 }
 
 /// The path below `/ui/`, split and percent-decoded.
@@ -449,6 +457,8 @@ pub fn page_route(tail: &str) -> Option<PageRoute> {
         [] => PageRoute::Overview,
         ["activity"] => PageRoute::Activity,
         ["password"] => PageRoute::Password,
+        ["sources"] => PageRoute::Sources,
+        ["agents"] => PageRoute::Agents,
         ["apps", app] => PageRoute::App {
             app: app.to_string(),
         },
@@ -458,6 +468,10 @@ pub fn page_route(tail: &str) -> Option<PageRoute> {
         },
         ["apps", app, "instance"] => PageRoute::Instance {
             app: app.to_string(),
+        },
+        ["apps", app, "packages", package] => PageRoute::Package {
+            app: app.to_string(),
+            package: package.to_string(),
         },
         _ => return None,
     })
@@ -471,6 +485,16 @@ pub fn action_route(tail: &str) -> Option<ActionRoute> {
         ["logout"] => ActionRoute::Logout,
         ["password"] => ActionRoute::Password,
         ["apps"] => ActionRoute::CreateApp,
+        ["bindings"] => ActionRoute::CreateBinding,
+        ["sources", "poll"] => ActionRoute::PollNow,
+        ["apps", app, "bindings", binding] => ActionRoute::UpdateBinding {
+            app: own(app),
+            binding: own(binding),
+        },
+        ["apps", app, "bindings", binding, "delete"] => ActionRoute::DeleteBinding {
+            app: own(app),
+            binding: own(binding),
+        },
         ["apps", app, "channels"] => ActionRoute::CreateChannel { app: own(app) },
         ["apps", app, "packages"] => ActionRoute::CreatePackage { app: own(app) },
         ["apps", app, "groups"] => ActionRoute::CreateGroup { app: own(app) },

@@ -1,4 +1,5 @@
-//! The pages (GET): overview, application, group, instance, activity and password change. Each
+//! The pages (GET): overview, application, package, group, instance, activity and password
+//! change (the sources and agents pages are in `sources`). Each
 //! returns the whole document and its live parts; actions re-render a page with a `FormState`
 //! to show validation errors inline next to the submitted values.
 
@@ -29,6 +30,9 @@ pub async fn render(
         PageRoute::App { app } => app_page(ctx, app, fs).await?,
         PageRoute::Group { app, group } => group_page(ctx, app, group, q, fs).await?,
         PageRoute::Instance { app } => instance_page(ctx, app, q).await?,
+        PageRoute::Package { app, package } => package_page(ctx, app, package).await?,
+        PageRoute::Sources => super::sources::sources_page(ctx, q, fs).await?,
+        PageRoute::Agents => super::sources::agents_page(ctx).await?,
     };
     if fs.and_then(|f| f.error.as_ref()).is_some() {
         page.status = StatusCode::BAD_REQUEST;
@@ -91,13 +95,16 @@ async fn overview(ctx: &Ctx, fs: Option<&FormState>) -> Result<Page, UiError> {
         })
         .await?;
 
+    let source_warnings = super::sources::source_warnings(ctx).await?;
     let warnings = html! {
         @let paused: Vec<_> = apps.iter().flat_map(|(a, gs, _)| gs.iter().filter(|g| !g.policy_updates_enabled).map(move |g| (a, g))).collect();
         @let failing: Vec<_> = apps.iter().flat_map(|(a, gs, _)| gs.iter().filter(|g| g.instances_stats.as_ref().is_some_and(|s| s.error > 0)).map(move |g| (a, g))).collect();
-        @if paused.is_empty() && failing.is_empty() {
-            p.ok { "No warnings: no paused groups and no failing instances." }
+        @let sources_ok = source_warnings.0.is_empty();
+        @if paused.is_empty() && failing.is_empty() && sources_ok {
+            p.ok { "No warnings: no paused groups, no failing instances, no sources in error." }
         } @else {
             ul.warnings {
+                (source_warnings)
                 @for (a, g) in &paused {
                     li.warning {
                         (paused_badge()) " "
@@ -415,6 +422,107 @@ fn promote_form(
     }
 }
 
+/// Files larger than this are listed but not shown inline (they can be downloaded).
+const MAX_INLINE_FILE: usize = 64 * 1024;
+
+pub fn package_url(app_id: &str, package_id: &str) -> String {
+    format!("/ui/apps/{app_id}/packages/{package_id}")
+}
+
+/// One package: everything the application page's row shows, plus where it came from (source,
+/// selector, image tag, metadata) and every file it ships (README, unit file, etcd2 keys) as
+/// escaped plain text with its SHA-256. Loaded on its own page so the application page (and its
+/// live refresh) never reads file contents.
+async fn package_page(ctx: &Ctx, raw_app: &str, raw_package: &str) -> Result<Page, UiError> {
+    let app = app_of(ctx, raw_app).await?;
+    let package_id = normalize_uuid("id", raw_package).map_err(|_| UiError::NotFound)?;
+    let store = &ctx.state.store;
+    let p = store.package(&app.id, &package_id).await?;
+    let channels = store.list_channels(&app.id).await?;
+    let source = store.package_source(&p.id).await?;
+    let mut files = Vec::new();
+    if let Some(src) = &source {
+        for f in &src.files {
+            files.push(store.package_file(&p.id, &f.name).await?);
+        }
+    }
+    let on: Vec<&Channel> = channels
+        .iter()
+        .filter(|c| c.package_id.as_deref() == Some(p.id.as_str()))
+        .collect();
+    let sha256 = p
+        .coreos_action
+        .as_ref()
+        .map(|a| a.sha256.as_str())
+        .unwrap_or("");
+    let body = html! {
+        nav.crumbs aria-label="Breadcrumb" {
+            a href="/ui/" { "Overview" } " › " a href=(app_url(&app.id)) { (app.name) }
+            " › " a href=(format!("{}#packages", app_url(&app.id))) { "Packages" }
+            " › " span aria-current="page" { (p.version) }
+        }
+        h1 { "Package " span.version { (p.version) } }
+        dl.details #package-details {
+            dt { "Type" } dd { (views::package_type(p.package_type)) }
+            dt { "Size" } dd { (views::size(&p.size)) }
+            @if p.package_type == 2 || !p.image_repository.is_empty() {
+                dt { "Image" } dd { code { (p.image_repository) } }
+                dt { "Digest" } dd { code.hash { (p.image_digest) } }
+            } @else {
+                dt { "Payload" } dd { code { (p.url) (p.filename) } }
+            }
+            dt { "SHA-1" } dd { code.hash { (p.hash) } }
+            @if !sha256.is_empty() { dt { "SHA-256" } dd { code.hash { (sha256) } } }
+            dt { "Created" } dd { (time(p.created_ts)) }
+            dt { "Channels" } dd { @for c in &on { span.chip { (dot(&c.color)) " " (c.name) } " " } @if on.is_empty() { span.muted { "—" } } }
+            @if !p.description.is_empty() { dt { "Description" } dd { (p.description) } }
+        }
+        section #source aria-labelledby="source-h" {
+            h2 #source-h { "Source" }
+            @match &source {
+                None => { p.muted { "Created through the API or the dashboard (no release source)." } }
+                Some(src) => {
+                    dl.details #package-source {
+                        dt { "Source" } dd { (src.source) }
+                        dt { "Selector" } dd { code { (src.selector) } }
+                        dt { "Image tag" } dd { @if src.image_tag.is_empty() { span.muted { "—" } } @else { code { (src.image_tag) } } }
+                    }
+                    @if let Some(m) = &src.metadata {
+                        h3 { "Metadata" }
+                        pre.file #package-metadata { (serde_json::to_string_pretty(m).unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+        @if !files.is_empty() {
+            section #files aria-labelledby="files-h" {
+                h2 #files-h { "Files" }
+                @for f in &files {
+                    section.file.card {
+                        h3 { code { (f.name) } }
+                        p.meta {
+                            (views::size(&f.content.len().to_string())) " · SHA-256 " code.hash { (f.sha256) }
+                            " · " a href=(format!("/v1.0/packages/{}/files/{}", p.id, encode(&f.name))) { "download (API)" }
+                        }
+                        @if f.content.len() <= MAX_INLINE_FILE {
+                            pre.file { (String::from_utf8_lossy(&f.content)) }
+                        } @else {
+                            p.muted { "Too large to show here; download it." }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(
+        ctx,
+        &format!("{} {}", app.name, p.version),
+        "overview",
+        body,
+        Vec::new(),
+    ))
+}
+
 fn package_row(
     ctx: &Ctx,
     base: &str,
@@ -435,7 +543,7 @@ fn package_row(
         .unwrap_or("");
     html! {
         tr id=(format!("package-{}", p.id)) {
-            th scope="row" { span.version { (p.version) } }
+            th scope="row" { a href=(package_url(&p.application_id, &p.id)) title="Package details, source and files" { span.version { (p.version) } } }
             td { (views::package_type(p.package_type)) }
             td { (views::size(&p.size)) }
             td.payload {

@@ -12,6 +12,8 @@ pub fn layout(ctx: &Ctx, title: &str, active: &str, content: Markup) -> Markup {
     let nav = [
         ("Overview", "/ui/", "overview"),
         ("Activity", "/ui/activity", "activity"),
+        ("Sources", "/ui/sources", "sources"),
+        ("Agents", "/ui/agents", "agents"),
     ];
     html! {
         (DOCTYPE)
