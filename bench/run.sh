@@ -191,6 +191,8 @@ OPEN_GROUP=$(api POST "/api/apps/$APP_ID/groups" "{\"name\":\"open\",\"track\":\
 LIMITED_GROUP=$(api POST "/api/apps/$APP_ID/groups" "{\"name\":\"limited\",\"track\":\"limited\",\"channel_id\":\"$CHANNEL_ID\",
   \"policy_updates_enabled\":true,\"policy_safe_mode\":false,\"policy_period_interval\":\"1 hours\",
   \"policy_max_updates_per_period\":$LIMIT,\"policy_update_timeout\":\"1 hours\"}" | jq -r .id)
+# The webhook scenario's Docker Hub deliveries go to this application's stable channel.
+api POST "/api/apps/$APP_ID/bindings" "{\"kind\":\"dockerhub\",\"match\":\"bench/bench-app\",\"channel_id\":\"$CHANNEL_ID\"}" >/dev/null
 echo "   app $APP_ID, open group $OPEN_GROUP, limited group $LIMITED_GROUP (max $LIMIT per hour)"
 
 export BENCH_DIR BENCH_APP_ID="$APP_ID" BENCH_OPEN_TRACK=open BENCH_LIMITED_TRACK=limited BENCH_THREADS=1

@@ -126,11 +126,11 @@ async fn dockerhub_hook(
         Err(message) if global_ok => return Err(ApiError::Invalid(message)),
         Err(_) => return Err(ApiError::NotFound),
     };
+    let bindings = state
+        .store
+        .bindings_for(SourceKind::Dockerhub, &release.selector)
+        .await?;
     if !global_ok {
-        let bindings = state
-            .store
-            .bindings_for(SourceKind::Dockerhub, &release.selector)
-            .await?;
         let binding_ok = bindings
             .iter()
             .filter_map(|b| b.secret.as_deref())
@@ -139,14 +139,18 @@ async fn dockerhub_hook(
             return Err(ApiError::NotFound);
         }
     }
+    // Only a mutable tag of a bound repository needs the digest (to tell a re-push of unchanged
+    // content from a new image); the lookup can take seconds when the registry is far or down.
     if let Artifact::Image { tag, digest: d, .. } = &mut release.artifact {
-        *d = digest::resolve(
-            &state.http_client,
-            &state.sources.dockerhub_registry,
-            &release.selector,
-            tag,
-        )
-        .await;
+        if !bindings.is_empty() && crate::domain::release::version_from_tag(tag).is_none() {
+            *d = digest::resolve(
+                &state.http_client,
+                &state.sources.dockerhub_registry,
+                &release.selector,
+                tag,
+            )
+            .await;
+        }
     }
     let report = ingest::ingest(&state.store, &state.promotions, &release, state.now()).await;
     let callback_url = payload.callback_url.filter(|u| !u.is_empty());
