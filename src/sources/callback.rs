@@ -46,9 +46,25 @@ pub fn is_allowed(url: &str, allowed: &[String]) -> bool {
 const ATTEMPTS: u32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Posts `body` to `url` in the background; never blocks the caller.
+/// Callbacks in flight at most: each may wait on DNS and a slow Docker Hub, and DNS lookups run
+/// on the blocking thread pool the SQLite store also uses, so a burst must not fill it.
+const MAX_IN_FLIGHT: usize = 16;
+
+fn in_flight() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
+    static SLOTS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
+        std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)))
+}
+
+/// Posts `body` to `url` in the background; never blocks the caller. When too many callbacks
+/// are already in flight this one is dropped with a warning (the release itself is stored).
 pub fn spawn(client: reqwest::Client, url: String, body: CallbackBody) {
+    let Ok(permit) = in_flight().clone().try_acquire_owned() else {
+        tracing::warn!("Docker Hub callback dropped: {MAX_IN_FLIGHT} callbacks already in flight");
+        return;
+    };
     tokio::spawn(async move {
+        let _permit = permit;
         for attempt in 1..=ATTEMPTS {
             let result = client.post(&url).timeout(TIMEOUT).json(&body).send().await;
             match result {
