@@ -379,6 +379,8 @@ async fn dockerhub_end_to_end(db: TestDb) {
     let huge = vec![b' '; 2 * 1024 * 1024];
     let r = post_raw(&app, &format!("/v1.0/hooks/dockerhub/{SECRET}"), huge, &[]).await;
     assert_eq!(r.status(), 413);
+    // The unread rest of the body makes the connection unusable: the answer says so.
+    assert_eq!(r.headers()["connection"], "close");
     assert_eq!(packages(&app, &app_id).await.len(), 2);
 }
 both_backends!(dockerhub, dockerhub_end_to_end);

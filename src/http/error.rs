@@ -70,6 +70,14 @@ impl ApiError {
         }
         let body = warp::reply::json(&serde_json::json!({ "error": self.to_string() }));
         let mut response = warp::reply::with_status(body, self.status()).into_response();
+        if matches!(self, Self::TooLarge(_)) {
+            // The rest of the body was not read: the connection cannot carry another request,
+            // so tell the client not to reuse it (it would see a truncated answer otherwise).
+            response.headers_mut().insert(
+                warp::http::header::CONNECTION,
+                warp::http::HeaderValue::from_static("close"),
+            );
+        }
         if matches!(self, Self::Unauthorized) {
             response.headers_mut().insert(
                 warp::http::header::WWW_AUTHENTICATE,

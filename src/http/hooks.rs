@@ -115,11 +115,9 @@ async fn dockerhub_hook(
         .as_deref()
         .is_some_and(|expected| secret_eq(&secret, expected));
     // A wrong secret answers exactly like an unknown path: 404, nothing parsed into the store.
-    let body = match body {
-        Ok(b) => b,
-        Err(n) if global_ok => return Err(ApiError::TooLarge(n)),
-        Err(_) => return Err(ApiError::NotFound),
-    };
+    // Oversized is 413 whatever the secret (it says nothing about the secret, and the answer must
+    // close the connection since the rest of the body was not read).
+    let body = body.map_err(ApiError::TooLarge)?;
     let parsed = dockerhub::release_from_payload(&body);
     let (mut release, payload) = match parsed {
         Ok(p) => p,
