@@ -43,27 +43,31 @@ pub struct CheckOutcome {
     pub poll_interval: i64,
 }
 
-const MAX_ATTEMPTS: usize = 5;
+const MAX_ATTEMPTS: usize = 8;
 
-/// Runs the check, retrying when the database reports a transient conflict (deadlock, busy).
+/// Runs the check, retrying when the database reports a transient conflict (deadlock, lock
+/// timeout, busy, or the group row changed under a lazily taken lock) — also at commit — after a
+/// short jittered pause, so a burst of contenders does not collide again in lockstep.
 pub async fn run(store: &Store, req: &CheckRequest, now: i64) -> Result<CheckOutcome, StoreError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut tx = store.begin().await?;
-        match run_in(&mut tx, req, now).await {
-            Ok(outcome) => {
-                tx.commit().await?;
-                return Ok(outcome);
-            }
-            Err(StoreError::Retryable(msg)) if attempt < MAX_ATTEMPTS => {
-                tracing::debug!(attempt, %msg, "retrying update check");
-                let _ = tx.rollback().await;
-            }
+        let result = match run_in(&mut tx, req, now).await {
+            Ok(outcome) => tx.commit().await.map(|()| outcome),
             Err(e) => {
                 let _ = tx.rollback().await;
-                return Err(e);
+                Err(e)
             }
+        };
+        match result {
+            Ok(outcome) => return Ok(outcome),
+            Err(StoreError::Retryable(msg)) if attempt < MAX_ATTEMPTS => {
+                tracing::debug!(attempt, %msg, "retrying update check");
+                let pause_ms = rand::random::<u64>() % (2 * attempt as u64 + 1);
+                tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
