@@ -45,17 +45,6 @@ impl Outcome {
         }
     }
 
-    fn parse(text: &str) -> Self {
-        match text {
-            "promoted" => Self::Promoted,
-            "created" => Self::Created,
-            "existing" => Self::Existing,
-            "duplicate" => Self::Duplicate,
-            "ignored" => Self::Ignored,
-            _ => Self::Rejected,
-        }
-    }
-
     /// Whether the sender did its part (the release is or was registered, or deliberately unwanted).
     pub fn is_success(self) -> bool {
         !matches!(self, Self::Rejected)
@@ -211,7 +200,7 @@ async fn resolve_targets(
     release: &Release,
     now: i64,
 ) -> Result<Resolution, StoreError> {
-    let bindings = sql::bindings_for_tx(tx, release.source, &release.selector).await?;
+    let bindings = sql::bindings_matching(tx, release.source, &release.selector).await?;
     if let Some(wanted) = &release.requested_app {
         let Some(app) = sql::app_by_id_or_name(tx, wanted).await? else {
             return Ok(Err((
@@ -582,9 +571,4 @@ fn package_input(release: &Release, version: &Version) -> PackageInput {
             ..PackageInput::default()
         },
     }
-}
-
-/// Outcome of a stored delivery, for callers that only have the row.
-pub fn outcome_of(delivery: &Delivery) -> Outcome {
-    Outcome::parse(&delivery.outcome)
 }

@@ -310,15 +310,7 @@ impl Store {
         app_id: &str,
         version: &str,
     ) -> Result<Option<Package>, StoreError> {
-        let mut db = self.db().clone();
-        Ok(load_packages(
-            &mut db,
-            "p.application_id = ? AND p.version = ?",
-            sql_params![app_id, version],
-        )
-        .await?
-        .into_iter()
-        .next())
+        super::sources::package_by_version_tx(&mut self.db().clone(), app_id, version).await
     }
 
     pub async fn create_package(

@@ -129,10 +129,7 @@ impl Store {
         &self,
         id_or_name: &str,
     ) -> Result<Option<Application>, StoreError> {
-        let mut tx = self.begin().await?;
-        let app = app_by_id_or_name(&mut tx, id_or_name).await?;
-        tx.rollback().await?;
-        Ok(app)
+        app_by_id_or_name(&mut self.db().clone(), id_or_name).await
     }
 
     /// Every binding, all applications (for `/v1.0/info`, the CLI and the dashboard).
@@ -167,16 +164,7 @@ impl Store {
         kind: SourceKind,
         match_value: &str,
     ) -> Result<Vec<Binding>, StoreError> {
-        let rows = self
-            .db()
-            .query(
-                &format!(
-                    "{BINDING_SELECT} WHERE kind = ? AND match_value = ? ORDER BY created_ts, id"
-                ),
-                sql_params![kind.as_str(), match_value],
-            )
-            .await?;
-        rows.iter().map(binding_from_row).collect()
+        bindings_matching(&mut self.db().clone(), kind, match_value).await
     }
 
     pub async fn create_binding(
@@ -449,9 +437,9 @@ fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
 }
 
-/// Bindings of a selector, read inside the ingest transaction.
-pub(crate) async fn bindings_for_tx(
-    tx: &mut Tx,
+/// Bindings of a selector (inside the ingest transaction, or on the pool).
+pub(crate) async fn bindings_matching<Q: Queryable>(
+    tx: &mut Q,
     kind: SourceKind,
     match_value: &str,
 ) -> Result<Vec<Binding>, StoreError> {
@@ -477,8 +465,8 @@ fn app_from_row(r: &Row) -> Result<Application, StoreError> {
 }
 
 /// An application by id, or else by exact name.
-pub(crate) async fn app_by_id_or_name(
-    tx: &mut Tx,
+pub(crate) async fn app_by_id_or_name<Q: Queryable>(
+    tx: &mut Q,
     id_or_name: &str,
 ) -> Result<Option<Application>, StoreError> {
     let by_id = tx
@@ -567,8 +555,8 @@ pub(crate) async fn create_channel_named(
 }
 
 /// The package of `app_id` with this exact version text, if any.
-pub(crate) async fn package_by_version_tx(
-    tx: &mut Tx,
+pub(crate) async fn package_by_version_tx<Q: Queryable>(
+    tx: &mut Q,
     app_id: &str,
     version: &str,
 ) -> Result<Option<Package>, StoreError> {
