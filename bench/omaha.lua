@@ -22,6 +22,9 @@ local open_track = os.getenv("BENCH_OPEN_TRACK") or "open"
 local limited_track = os.getenv("BENCH_LIMITED_TRACK") or "limited"
 local old_version = os.getenv("BENCH_OLD_VERSION") or "1.0.0"
 local new_version = os.getenv("BENCH_NEW_VERSION") or "2.0.0"
+-- Visits each machine already made (in an earlier wrk run, e.g. the warm-up): its life cycle
+-- continues from there instead of starting over.
+local visit_offset = tonumber(os.getenv("BENCH_VISIT_OFFSET") or "0")
 
 local threads = {}
 local counter = 0
@@ -54,7 +57,7 @@ function request()
   local i = next_index
   next_index = next_index + nthreads
   if next_index >= machines then next_index = tid end
-  local v = visits[i] or 0
+  local v = visits[i] or visit_offset
   visits[i] = v + 1
   local id = string.format("%s%031d", prefix, i)
   local body

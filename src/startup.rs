@@ -64,6 +64,7 @@ impl App {
             clock,
             OmahaOptions {
                 deny_as_noupdate: args.omaha_deny_as_noupdate,
+                ..OmahaOptions::default()
             },
             args.max_body_bytes,
         );

@@ -260,3 +260,196 @@ async fn bucketed_counters_keep_the_limit(db: TestDb) {
     assert_eq!(granted, 3);
 }
 both_backends!(bucketed_counters, bucketed_counters_keep_the_limit);
+
+/// (checks answered from the read snapshot, checks that ran the transaction) so far.
+fn paths(app: &TestApp) -> (u64, u64) {
+    let checks = &app.state.omaha.checks;
+    (checks.read_only(), checks.transaction())
+}
+
+async fn check_with(
+    app: &TestApp,
+    appid: &str,
+    machine: &str,
+    version: &str,
+    body: &str,
+) -> String {
+    let xml = common::check_xml(appid, "main", machine, version, body);
+    let (status, response) = app.omaha(&xml).await;
+    assert_eq!(status, 200, "{response}");
+    response
+}
+
+async fn count_rows(app: &TestApp, sql: &str, machine: &str) -> i64 {
+    let rows = app
+        .state
+        .store
+        .db()
+        .query(sql, vec![machine.into()])
+        .await
+        .expect("count");
+    rows[0].int(0).expect("count")
+}
+
+/// A known machine with nothing new is answered from the read snapshot and writes nothing;
+/// anything that must be stored (first contact, a failure event, a changed alias, a due "last
+/// seen") runs the transaction and is stored.
+async fn steady_state_checks_take_the_read_only_path(db: TestDb) {
+    let app = spawn_app(db).await;
+    let (app_id, _channel, group_id, _pkg) = app.setup_rollout("1.0.0", json!({})).await;
+    let noupdate = r#"<updatecheck status="noupdate""#;
+    let every_check = r#"<ping active="1"></ping><updatecheck></updatecheck><event eventtype="3" eventresult="2" previousversion=""></event>"#;
+
+    assert!(check_with(&app, &app_id, "m1", "1.0.0", common::PING_CHECK)
+        .await
+        .contains(noupdate));
+    assert_eq!(paths(&app), (0, 1), "first contact registers");
+    let registered = instance(&app, &app_id, &group_id, "m1").await;
+
+    app.clock.advance_ms(10_000);
+    assert!(check_with(&app, &app_id, "m1", "1.0.0", common::PING_CHECK)
+        .await
+        .contains(noupdate));
+    assert!(check_with(&app, &app_id, "m1", "1.0.0", every_check)
+        .await
+        .contains(noupdate));
+    assert_eq!(paths(&app), (2, 1), "nothing new: read-only");
+    assert_eq!(
+        instance(&app, &app_id, &group_id, "m1").await,
+        registered,
+        "nothing written"
+    );
+
+    // A failure report is stored even without an update in progress.
+    let failed = format!("{}{}", common::PING_CHECK, common::event(3, 0));
+    check_with(&app, &app_id, "m1", "1.0.0", &failed).await;
+    assert_eq!(paths(&app), (2, 2));
+    let sql =
+        "SELECT COUNT(*) FROM events WHERE instance_id = ? AND event_type = 3 AND event_result = 0";
+    assert_eq!(count_rows(&app, sql, "m1").await, 1);
+
+    // A new alias is stored at once.
+    let xml = check_xml(&app_id, "main", "m1", "1.0.0", "renamed");
+    assert_eq!(app.omaha(&xml).await.0, 200);
+    assert_eq!(paths(&app), (2, 3));
+    assert_eq!(
+        instance(&app, &app_id, &group_id, "m1").await["alias"],
+        "renamed"
+    );
+    assert_eq!(app.omaha(&xml).await.0, 200);
+    assert_eq!(paths(&app), (3, 3));
+
+    // "Last seen" is due after a minute: the transaction writes it.
+    app.clock.advance_ms(61_000);
+    assert_eq!(app.omaha(&xml).await.0, 200);
+    assert_eq!(paths(&app), (3, 4));
+    let seen = instance(&app, &app_id, &group_id, "m1").await;
+    assert_ne!(
+        seen["application"]["last_check_for_updates"],
+        registered["application"]["last_check_for_updates"]
+    );
+}
+both_backends!(read_only_path, steady_state_checks_take_the_read_only_path);
+
+/// Answers the read snapshot gives are the ones the transaction gives: a granted machine asking
+/// again gets the same package, a machine held back by the limit gets the same denial (and is
+/// not rewritten), a paused group denies; what frees a slot or grants runs the transaction.
+async fn read_only_answers_match_the_transaction(db: TestDb) {
+    let app = spawn_app(db).await;
+    let (app_id, _channel, group_id, _pkg) = app
+        .setup_rollout(
+            "2.0.0",
+            json!({"policy_max_updates_per_period": 1, "policy_period_interval": "10 minutes",
+                   "policy_update_timeout": "5 minutes"}),
+        )
+        .await;
+    let manifest = r#"<manifest version="2.0.0""#;
+    let limited = r#"status="error-maxUpdatesPerPeriodLimitReached""#;
+
+    assert!(check_with(&app, &app_id, "a", "1.0.0", common::PING_CHECK)
+        .await
+        .contains(manifest));
+    assert_eq!(paths(&app), (0, 1));
+    // Asking again before downloading: the same grant, served without writing.
+    assert!(check_with(&app, &app_id, "a", "1.0.0", common::PING_CHECK)
+        .await
+        .contains(manifest));
+    assert_eq!(paths(&app), (1, 1));
+
+    // The second machine is over the limit: put on hold once, then denied read-only.
+    let first = check_with(&app, &app_id, "b", "1.0.0", common::PING_CHECK).await;
+    assert!(first.contains(limited), "{first}");
+    assert_eq!(paths(&app), (1, 2));
+    let held = instance(&app, &app_id, &group_id, "b").await;
+    assert_eq!(held["application"]["status"], 8, "on hold: {held}");
+    let history_sql = "SELECT COUNT(*) FROM instance_status_history WHERE instance_id = ?";
+    let history = count_rows(&app, history_sql, "b").await;
+    let again = check_with(&app, &app_id, "b", "1.0.0", common::PING_CHECK).await;
+    assert_eq!(again, first, "same answer from the snapshot");
+    assert_eq!(paths(&app), (2, 2));
+    assert_eq!(
+        count_rows(&app, history_sql, "b").await,
+        history,
+        "not rewritten"
+    );
+
+    // Pausing the group: the granted-but-idle machine keeps its grant, the other is denied.
+    let r = app
+        .put_json(
+            &format!("/api/apps/{app_id}/groups/{group_id}"),
+            json!({"policy_updates_enabled": false}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let paused = check_with(&app, &app_id, "b", "1.0.0", common::PING_CHECK).await;
+    assert!(
+        paused.contains(r#"status="error-updatesDisabled""#),
+        "{paused}"
+    );
+    assert_eq!(paths(&app), (3, 2));
+    let r = app
+        .put_json(
+            &format!("/api/apps/{app_id}/groups/{group_id}"),
+            json!({"policy_updates_enabled": true}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+
+    // Once the period and the timeout passed, the held machine is granted (a write).
+    app.clock.advance_ms(11 * 60_000);
+    assert!(check_with(&app, &app_id, "b", "1.0.0", common::PING_CHECK)
+        .await
+        .contains(manifest));
+    let (_, transactions) = paths(&app);
+    assert_eq!(transactions, 3);
+    assert_eq!(
+        instance(&app, &app_id, &group_id, "b").await["application"]["status"],
+        2,
+        "granted"
+    );
+}
+both_backends!(read_only_answers, read_only_answers_match_the_transaction);
+
+/// A machine another replica knows as settled gets a promotion at once: the snapshot reads the
+/// configuration generation with its rows, so no replica answers from an old channel target.
+async fn settled_machines_see_promotions_on_every_replica(db: TestDb) {
+    let second = db.shared();
+    let a = spawn_app(db).await;
+    let b = spawn_app(second).await;
+    let (app_id, channel_id, _group, _pkg) = a
+        .setup_rollout("1.0.0", json!({"policy_max_updates_per_period": 1000}))
+        .await;
+    assert_eq!(offered(&b, &app_id, "settled", "1.0.0").await, None);
+    assert_eq!(offered(&b, &app_id, "settled", "1.0.0").await, None);
+    assert_eq!(paths(&b).0, 1, "settled machine answered read-only");
+    let p2 = new_package(&a, &app_id, "2.0.0").await;
+    point(&a, &app_id, &channel_id, &p2).await;
+    assert_eq!(
+        offered(&b, &app_id, "settled", "1.0.0").await.as_deref(),
+        Some("2.0.0")
+    );
+}
+both_backends!(
+    promotions_seen,
+    settled_machines_see_promotions_on_every_replica
+);

@@ -59,6 +59,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, clock: Clock, omaha: OmahaOptions, max_body_bytes: usize) -> Self {
+        let metrics = metrics::Metrics::new();
+        let _ = metrics
+            .registry()
+            .register(Box::new(omaha.checks.family.clone()));
         Self {
             store,
             clock,
@@ -66,7 +70,7 @@ impl AppState {
             max_body_bytes,
             dashboard: Arc::new(crate::config::DashboardArgs::default()),
             credentials: Arc::new(CredentialCache::default()),
-            metrics: Arc::new(metrics::Metrics::new()),
+            metrics: Arc::new(metrics),
             promotions: Arc::new(tokio::sync::Notify::new()),
             sources: Arc::new(crate::config::SourcesArgs::default()),
             http_client: outbound_client(),

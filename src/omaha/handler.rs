@@ -18,6 +18,56 @@ use crate::store::Store;
 pub struct OmahaOptions {
     /// Answer policy denials as `noupdate` (update_engine logs any other status as error 34).
     pub deny_as_noupdate: bool,
+    /// Update checks by how they were answered (exported on `/metrics` by the HTTP layer).
+    pub checks: CheckCounters,
+}
+
+/// `omaha_checks_total{path}`: checks answered from a read snapshot (`read_only`) or by the
+/// locking transaction (`transaction`). A settled fleet should be nearly all `read_only`.
+#[derive(Debug, Clone)]
+pub struct CheckCounters {
+    pub family: prometheus::IntCounterVec,
+    read_only: prometheus::IntCounter,
+    transaction: prometheus::IntCounter,
+}
+
+impl Default for CheckCounters {
+    fn default() -> Self {
+        // A static, valid definition: construction cannot fail at run time.
+        let family = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "omaha_checks_total",
+                "Omaha app checks by path: read_only (nothing to write) or transaction",
+            ),
+            &["path"],
+        )
+        .expect("static counter definition");
+        Self {
+            read_only: family.with_label_values(&["read_only"]),
+            transaction: family.with_label_values(&["transaction"]),
+            family,
+        }
+    }
+}
+
+impl CheckCounters {
+    /// Checks answered from a read snapshot so far.
+    pub fn read_only(&self) -> u64 {
+        self.read_only.get()
+    }
+
+    /// Checks answered by the transaction so far.
+    pub fn transaction(&self) -> u64 {
+        self.transaction.get()
+    }
+
+    fn count(&self, read_only: bool) {
+        if read_only {
+            self.read_only.inc();
+        } else {
+            self.transaction.inc();
+        }
+    }
 }
 
 /// Parses and answers one request body. `client_ip` is already resolved from the peer address
@@ -161,6 +211,7 @@ async fn answer_app(
             return error_app(app, status::FAILED_TO_RETRIEVE);
         }
     };
+    options.checks.count(outcome.read_only);
     let poll_interval = u32::try_from(outcome.poll_interval).ok().filter(|s| *s > 0);
     let (app_status, update_check) = match outcome.update {
         None => (status::OK.to_string(), None),

@@ -2,13 +2,21 @@
 //! events first (they see the stored state, as in CoreRoller), then registration, then the
 //! update check (load counters → `decide()` → write the decision). Because the decision and its
 //! write share the lock, concurrent checks on any number of replicas never exceed the policy.
+//!
+//! Most checks of a settled fleet change nothing: a known machine, nothing new to report, an
+//! answer the stored state already decides. [`run`] first evaluates the same steps on a read
+//! snapshot without any lock ([`read_only`]); when every step would write nothing, that answer
+//! is the answer (it is what the transaction would have answered at the snapshot's moment).
+//! Anything that might write (a first contact, an event that matters, a grant, a completion, a
+//! due "last seen") goes to the transaction, which reads everything again under the lock.
 
 use super::events::{apply_event, complete_instance, ReportedEvent};
 use super::policy::{decide, Decision, Denial, InstanceState, NoUpdateEffect, Target};
 use crate::domain::{
-    ActivityClass, Group, InstanceStatus, NewActivity, Package, Severity, Version,
+    ActivityClass, EventKind, Group, InstanceStatus, NewActivity, Package, Severity, Version,
 };
-use crate::store::rollout::{self as rows, InstanceKey, Registration};
+use crate::rollout::Counters;
+use crate::store::rollout::{self as rows, CheckReads, InstanceKey, Registration, StoredInstance};
 use crate::store::{Store, StoreError, Tx};
 
 /// Everything the Omaha handler learned about one `<app>` of a request.
@@ -41,6 +49,8 @@ pub struct CheckOutcome {
     /// `None` when the request had no `<updatecheck>`.
     pub update: Option<UpdateAnswer>,
     pub poll_interval: i64,
+    /// Answered from a read snapshot, without the transaction (see [`read_only`]).
+    pub read_only: bool,
 }
 
 const MAX_ATTEMPTS: usize = 8;
@@ -49,6 +59,141 @@ const MAX_ATTEMPTS: usize = 8;
 /// timeout, busy, or the group row changed under a lazily taken lock) — also at commit — after a
 /// short jittered pause, so a burst of contenders does not collide again in lockstep.
 pub async fn run(store: &Store, req: &CheckRequest, now: i64) -> Result<CheckOutcome, StoreError> {
+    match read_only(store, req, now).await {
+        Ok(Some(outcome)) => return Ok(outcome),
+        Ok(None) => {}
+        // A busy reader or a dropped connection: the transaction decides.
+        Err(e) => tracing::debug!(error = %e, "read-only check failed, running the full check"),
+    }
+    locked(store, req, now).await
+}
+
+/// The check on a read snapshot: `Some(outcome)` when applying the request would write
+/// nothing, `None` when it may write (see the module docs). Each condition mirrors what the
+/// transactional steps would do with the same rows.
+pub async fn read_only(
+    store: &Store,
+    req: &CheckRequest,
+    now: i64,
+) -> Result<Option<CheckOutcome>, StoreError> {
+    let Some(mut snapshot) = store.snapshot().await? else {
+        return Ok(None);
+    };
+    let Some((group, stored)) =
+        rows::check_view(&mut snapshot, &req.group_id, &req.instance_id, &req.app_id).await?
+    else {
+        return Ok(None);
+    };
+    // A first contact registers the machine.
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    if !events_change_nothing(req, &stored) {
+        return Ok(None);
+    }
+    let no_check = CheckOutcome {
+        update: None,
+        poll_interval: group.policy_poll_interval,
+        read_only: true,
+    };
+    if !(req.ping || req.update_check) {
+        return Ok(Some(no_check));
+    }
+    if rows_would_register(&stored, req, now) {
+        return Ok(None);
+    }
+    if !req.update_check {
+        return Ok(Some(no_check));
+    }
+    let plan = plan_update(&mut snapshot, &group, req, Some(&stored.state), now).await?;
+    let answer = match plan.decision {
+        Decision::Grant | Decision::NoUpdate(NoUpdateEffect::Complete) => return Ok(None),
+        Decision::Reserve => match plan.target {
+            Some((package, _)) => UpdateAnswer::Update(Box::new(package)),
+            None => UpdateAnswer::Denied(Denial::NoPackage),
+        },
+        Decision::NoUpdate(NoUpdateEffect::None) => UpdateAnswer::NoUpdate,
+        Decision::Deny {
+            reason,
+            hold,
+            pause_group,
+        } => {
+            if pause_group && group.policy_updates_enabled {
+                return Ok(None);
+            }
+            if hold && !hold_is_recorded(&plan.instance) {
+                return Ok(None);
+            }
+            if reason == Denial::NoPackage
+                && !package_not_found_reported(&mut snapshot, &group.id, now).await?
+            {
+                return Ok(None);
+            }
+            UpdateAnswer::Denied(reason)
+        }
+    };
+    Ok(Some(CheckOutcome {
+        update: Some(answer),
+        poll_interval: group.policy_poll_interval,
+        read_only: true,
+    }))
+}
+
+/// True when no event of the request would be stored or change the instance (see
+/// `events::apply_event`): unknown pairs, events for another group, and, with no update in
+/// progress, anything but a failure are ignored there.
+fn events_change_nothing(req: &CheckRequest, stored: &StoredInstance) -> bool {
+    req.events.iter().all(|event| match event.kind {
+        None => true,
+        Some(kind) => {
+            stored.state.group_id.as_deref() != Some(req.group_id.as_str())
+                || (!stored.state.update_in_progress && kind != EventKind::UpdateFailed)
+        }
+    })
+}
+
+fn registration(req: &CheckRequest) -> Registration {
+    Registration {
+        instance_id: req.instance_id.clone(),
+        app_id: req.app_id.clone(),
+        group_id: req.group_id.clone(),
+        ip: req.ip.clone(),
+        alias: req.alias.clone(),
+        oem: req.oem.clone(),
+        aleph_version: req.aleph_version.clone(),
+        version: req.version.as_str().to_string(),
+    }
+}
+
+/// True when registering the request would write a row (see `rows::register`).
+fn rows_would_register(stored: &StoredInstance, req: &CheckRequest, now: i64) -> bool {
+    let (instance, app) = stored.registration_changes(&registration(req), now);
+    instance || app
+}
+
+/// A denial that puts the instance on hold writes nothing when it already is on hold.
+fn hold_is_recorded(instance: &InstanceState) -> bool {
+    instance.status == Some(InstanceStatus::OnHold) && !instance.update_in_progress
+}
+
+/// "No package" is reported to the activity stream at most hourly per group.
+async fn package_not_found_reported<Q: CheckReads>(
+    q: &mut Q,
+    group_id: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    rows::activity_exists(
+        q,
+        group_id,
+        ActivityClass::PackageNotFound,
+        None,
+        now - 3_600_000,
+    )
+    .await
+}
+
+/// The transactional check, retried on transient conflicts.
+async fn locked(store: &Store, req: &CheckRequest, now: i64) -> Result<CheckOutcome, StoreError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -89,23 +234,10 @@ async fn run_in(tx: &mut Tx, req: &CheckRequest, now: i64) -> Result<CheckOutcom
         return Ok(CheckOutcome {
             update: None,
             poll_interval: group.policy_poll_interval,
+            read_only: false,
         });
     }
-    rows::register(
-        tx,
-        &Registration {
-            instance_id: req.instance_id.clone(),
-            app_id: req.app_id.clone(),
-            group_id: req.group_id.clone(),
-            ip: req.ip.clone(),
-            alias: req.alias.clone(),
-            oem: req.oem.clone(),
-            aleph_version: req.aleph_version.clone(),
-            version: req.version.as_str().to_string(),
-        },
-        now,
-    )
-    .await?;
+    rows::register(tx, &registration(req), now).await?;
     let update = if req.update_check {
         Some(update_check(tx, &mut group, key, req, state.as_ref(), now).await?)
     } else {
@@ -114,23 +246,35 @@ async fn run_in(tx: &mut Tx, req: &CheckRequest, now: i64) -> Result<CheckOutcom
     Ok(CheckOutcome {
         update,
         poll_interval: group.policy_poll_interval,
+        read_only: false,
     })
 }
 
-async fn update_check(
-    tx: &mut Tx,
-    group: &mut Group,
-    key: InstanceKey<'_>,
+/// What an update check decides, from reads only.
+struct UpdatePlan {
+    /// The package on offer (the channel's, or the next floor on the way to it), and whether
+    /// it blacklists the channel.
+    target: Option<(Package, bool)>,
+    target_version: Option<Version>,
+    instance: InstanceState,
+    decision: Decision,
+}
+
+/// Reads what the decision needs (the channel's target, floors, counters when policy needs
+/// them) and decides. In the transaction the counters are read under the group's lock.
+async fn plan_update<Q: CheckReads>(
+    q: &mut Q,
+    group: &Group,
     req: &CheckRequest,
     stored: Option<&rows::InstanceAppState>,
     now: i64,
-) -> Result<UpdateAnswer, StoreError> {
+) -> Result<UpdatePlan, StoreError> {
     let target = match &group.channel_id {
-        Some(channel_id) => rows::channel_target(tx, channel_id).await?,
+        Some(channel_id) => rows::channel_target(q, channel_id).await?,
         None => None,
     };
     let target =
-        super::floors::next_hop(tx, group.channel_id.as_deref(), &req.version, target).await?;
+        super::floors::next_hop(q, group.channel_id.as_deref(), &req.version, target).await?;
     let target_version = target
         .as_ref()
         .and_then(|(p, _)| Version::parse(&p.version).ok());
@@ -144,13 +288,13 @@ async fn update_check(
             .and_then(|v| Version::parse(v).ok()),
         last_update_granted_ts: stored.and_then(|s| s.last_update_granted_ts),
     };
-    // Counters cost a scan of the group's instances: only read them when policy needs them.
+    // Counters cost a read of the group's grants: only read them when policy needs them.
     let needs_counters = target_version
         .as_ref()
         .is_some_and(|t| req.version < *t && policy.updates_enabled);
-    let counters = match (&target, needs_counters) {
+    let counters: Counters = match (&target, needs_counters) {
         (Some((package, _)), true) => {
-            rows::counters(tx, &group.id, &package.version, &policy, now).await?
+            rows::counters(q, &group.id, &package.version, &policy, now).await?
         }
         _ => Default::default(),
     };
@@ -162,6 +306,28 @@ async fn update_check(
         _ => None,
     };
     let decision = decide(&policy, &counters, &instance, target_view.as_ref(), now);
+    Ok(UpdatePlan {
+        target,
+        target_version,
+        instance,
+        decision,
+    })
+}
+
+async fn update_check(
+    tx: &mut Tx,
+    group: &mut Group,
+    key: InstanceKey<'_>,
+    req: &CheckRequest,
+    stored: Option<&rows::InstanceAppState>,
+    now: i64,
+) -> Result<UpdateAnswer, StoreError> {
+    let UpdatePlan {
+        target,
+        target_version,
+        instance,
+        decision,
+    } = plan_update(tx, group, req, stored, now).await?;
     let current_status = instance.status;
     match decision {
         Decision::Grant => {
@@ -232,39 +398,30 @@ async fn update_check(
             hold,
             pause_group,
         } => {
-            if reason == Denial::NoPackage {
-                // Once an hour per group is enough to tell the operator; every check would flood.
-                let since = now - 3_600_000;
-                if !rows::activity_exists(
+            // Once an hour per group is enough to tell the operator; every check would flood.
+            if reason == Denial::NoPackage
+                && !package_not_found_reported(tx, &group.id, now).await?
+            {
+                rows::add_activity(
                     tx,
-                    &group.id,
-                    ActivityClass::PackageNotFound,
-                    None,
-                    since,
+                    &NewActivity {
+                        class: ActivityClass::PackageNotFound,
+                        severity: Severity::Warning,
+                        version: "0.0.0".into(),
+                        application_id: group.application_id.clone(),
+                        group_id: Some(group.id.clone()),
+                        channel_id: group.channel_id.clone(),
+                        instance_id: None,
+                        description: format!(
+                            "Group {} has no channel or its channel has no package",
+                            group.name
+                        ),
+                    },
+                    now,
                 )
-                .await?
-                {
-                    rows::add_activity(
-                        tx,
-                        &NewActivity {
-                            class: ActivityClass::PackageNotFound,
-                            severity: Severity::Warning,
-                            version: "0.0.0".into(),
-                            application_id: group.application_id.clone(),
-                            group_id: Some(group.id.clone()),
-                            channel_id: group.channel_id.clone(),
-                            instance_id: None,
-                            description: format!(
-                                "Group {} has no channel or its channel has no package",
-                                group.name
-                            ),
-                        },
-                        now,
-                    )
-                    .await?;
-                }
+                .await?;
             }
-            if hold {
+            if hold && !hold_is_recorded(&instance) {
                 let version = instance
                     .last_update_version
                     .as_ref()

@@ -198,8 +198,13 @@ pub struct SqliteDb {
     /// Callers waiting for the writer; a committing caller leaves the real COMMIT to them.
     queued: AtomicUsize,
     readers: std::sync::Mutex<Vec<rusqlite::Connection>>,
+    /// Readers for [`Snapshot`]s, used inline on the async workers (busy timeout zero: a busy
+    /// database makes the snapshot fail fast and the caller take the transactional path).
+    snapshot_readers: std::sync::Mutex<Vec<rusqlite::Connection>>,
     path: Option<String>,
     wal: Arc<WalSync>,
+    /// The configuration cache of the `Db` holding this (bumped when a batch commits config).
+    cache: Arc<ConfigCache>,
 }
 
 /// The writer connection and the state of the current batch.
@@ -209,6 +214,9 @@ pub struct Writer {
     batch_open: bool,
     /// The batch contains writes (its callers must wait for COMMIT and the WAL sync).
     batch_wrote: bool,
+    /// The batch wrote configuration: the cache is invalidated once more when it commits, so
+    /// that entries loaded meanwhile from readers (which saw the old rows) are dropped.
+    batch_config: bool,
     /// Transactions in the current batch (bounds how long a batch stays open).
     batch_len: usize,
     /// Callers whose transactions are in the batch, waiting for the real COMMIT and the sync.
@@ -220,6 +228,8 @@ pub struct Writer {
 const MAX_BATCH: usize = 256;
 
 const SQLITE_READERS: usize = 4;
+/// Snapshot readers kept open (one per async worker that may hold one at a time is plenty).
+const SQLITE_SNAPSHOT_READERS: usize = 16;
 
 /// Makes committed WAL frames durable: `fdatasync` of the `-wal` file, coalesced (a caller whose
 /// commit is already covered by a finished sync does not sync again; one sync at a time).
@@ -363,6 +373,7 @@ impl Writer {
     fn commit_batch(
         &mut self,
         wal: &WalSync,
+        cache: &ConfigCache,
     ) -> (
         Result<Option<u64>, StoreError>,
         Vec<oneshot::Sender<Result<(), StoreError>>>,
@@ -380,6 +391,9 @@ impl Writer {
         if result.is_err() && !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
+        if std::mem::take(&mut self.batch_config) {
+            cache.bump();
+        }
         self.batch_open = false;
         self.batch_wrote = false;
         self.batch_len = 0;
@@ -389,6 +403,7 @@ impl Writer {
     /// The outer transaction ended on its own (SQLite rolls back on I/O errors, disk full):
     /// every batched caller's work is gone and each must hear so.
     fn abort_batch(&mut self, error: &StoreError) {
+        self.batch_config = false;
         self.batch_open = false;
         self.batch_wrote = false;
         self.batch_len = 0;
@@ -402,7 +417,7 @@ impl Writer {
 /// a task make the batch durable and answer its callers (a task, so that a cancelled caller
 /// cannot leave the others unanswered).
 fn flush_writer(db: &Arc<SqliteDb>, mut guard: OwnedMutexGuard<Writer>) {
-    let (result, waiters) = guard.commit_batch(&db.wal);
+    let (result, waiters) = guard.commit_batch(&db.wal, &db.cache);
     drop(guard);
     match result {
         Ok(Some(seq)) => {
@@ -500,19 +515,22 @@ impl Drop for QueueTicket {
 }
 
 impl SqliteDb {
-    fn new(conn: rusqlite::Connection, path: Option<String>) -> Arc<Self> {
+    fn new(conn: rusqlite::Connection, path: Option<String>, cache: Arc<ConfigCache>) -> Arc<Self> {
         let db = Arc::new(Self {
             writer: Arc::new(Mutex::new(Writer {
                 conn,
                 batch_open: false,
                 batch_wrote: false,
+                batch_config: false,
                 batch_len: 0,
                 waiters: Vec::new(),
             })),
             queued: AtomicUsize::new(0),
             readers: std::sync::Mutex::new(Vec::new()),
+            snapshot_readers: std::sync::Mutex::new(Vec::new()),
             wal: Arc::new(WalSync::new(path.as_deref())),
             path,
+            cache,
         });
         spawn_checkpointer(&db);
         db
@@ -565,7 +583,7 @@ impl SqliteDb {
     async fn idle_writer(self: &Arc<Self>) -> Result<OwnedMutexGuard<Writer>, StoreError> {
         let mut guard = self.lock_writer().await;
         if guard.batch_open {
-            let (result, waiters) = guard.commit_batch(&self.wal);
+            let (result, waiters) = guard.commit_batch(&self.wal, &self.cache);
             let result = match result {
                 Ok(Some(seq)) => self.wal.sync_to(seq).await,
                 Ok(None) => Ok(()),
@@ -739,14 +757,20 @@ impl Db {
                 let conn = tokio::task::spawn_blocking(|| open_sqlite_writer(None))
                     .await
                     .map_err(join_error)??;
-                Ok(Self::Sqlite(SqliteDb::new(conn, None), cache))
+                Ok(Self::Sqlite(
+                    SqliteDb::new(conn, None, cache.clone()),
+                    cache,
+                ))
             }
             DatabaseUrl::SqliteFile(path) => {
                 let p = path.clone();
                 let conn = tokio::task::spawn_blocking(move || open_sqlite_writer(Some(&p)))
                     .await
                     .map_err(join_error)??;
-                Ok(Self::Sqlite(SqliteDb::new(conn, Some(path.clone())), cache))
+                Ok(Self::Sqlite(
+                    SqliteDb::new(conn, Some(path.clone()), cache.clone()),
+                    cache,
+                ))
             }
             DatabaseUrl::Mysql(url) => {
                 let opts = mysql_async::OptsBuilder::from_opts(
@@ -941,6 +965,51 @@ impl Db {
         })
     }
 
+    /// A read-only view for short reads on the request path (see [`Snapshot`]). None for an
+    /// in-memory SQLite database, which has no connection besides the writer.
+    pub async fn snapshot(&self) -> Result<Option<Snapshot>, StoreError> {
+        match self {
+            Self::Sqlite(db, cache) => {
+                let Some(path) = db.path.as_deref() else {
+                    return Ok(None);
+                };
+                let pooled = db.snapshot_readers.lock().ok().and_then(|mut r| r.pop());
+                let conn = match pooled {
+                    Some(conn) => conn,
+                    None => {
+                        // Opening reads the schema: a one-off cost per pooled connection.
+                        let conn = open_sqlite(Some(path))?;
+                        conn.busy_timeout(Duration::ZERO)
+                            .map_err(map_sqlite_error)?;
+                        conn
+                    }
+                };
+                let mut snapshot = Snapshot {
+                    inner: SnapshotInner::Sqlite {
+                        db: db.clone(),
+                        conn: Some(conn),
+                    },
+                    cache: cache.clone(),
+                };
+                if let SnapshotInner::Sqlite {
+                    conn: Some(conn), ..
+                } = &mut snapshot.inner
+                {
+                    // One read transaction: every statement of the snapshot sees the same state.
+                    run_cached(conn, "BEGIN").map_err(map_sqlite_error)?;
+                }
+                Ok(Some(snapshot))
+            }
+            Self::Mysql(pool, cache) => {
+                let conn = pool.get_conn().await.map_err(map_mysql_error)?;
+                Ok(Some(Snapshot {
+                    inner: SnapshotInner::Mysql(conn),
+                    cache: cache.clone(),
+                }))
+            }
+        }
+    }
+
     /// Runs `f` on a dedicated MySQL connection (advisory locks need one connection).
     pub fn mysql_pool(&self) -> Option<&mysql_async::Pool> {
         match self {
@@ -994,12 +1063,87 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
     StoreError::Backend(format!("database task failed: {e}"))
 }
 
+/// Read-only access for the Omaha fast path: no write lock, no transaction to commit.
+///
+/// SQLite: a read transaction on a pooled reader connection, run inline on the async worker
+/// (the reads are a few index lookups; a thread hop would cost more than they do), so all its
+/// statements see one committed state. MySQL: one pooled connection, autocommit reads (each
+/// statement is its own consistent read; callers put what must agree into one statement).
+/// It never sees another caller's uncommitted work, and writes are refused.
+pub struct Snapshot {
+    inner: SnapshotInner,
+    cache: Arc<ConfigCache>,
+}
+
+enum SnapshotInner {
+    Sqlite {
+        db: Arc<SqliteDb>,
+        conn: Option<rusqlite::Connection>,
+    },
+    Mysql(mysql_async::Conn),
+}
+
+impl Snapshot {
+    /// The configuration cache (see `store::cache`).
+    pub fn cache(&self) -> &Arc<ConfigCache> {
+        &self.cache
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.inner {
+            SnapshotInner::Sqlite { .. } => Dialect::Sqlite,
+            SnapshotInner::Mysql(_) => Dialect::Mysql,
+        }
+    }
+
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<Row>, StoreError> {
+        match &mut self.inner {
+            SnapshotInner::Sqlite { conn, .. } => {
+                let conn = conn
+                    .as_ref()
+                    .ok_or_else(|| StoreError::Backend("snapshot already closed".into()))?;
+                sqlite_rows(conn, sql, &params)
+            }
+            SnapshotInner::Mysql(conn) => {
+                let rows: Vec<mysql_async::Row> = conn
+                    .exec(sql, mysql_params(params))
+                    .await
+                    .map_err(map_mysql_error)?;
+                Ok(rows.into_iter().map(mysql_row).collect())
+            }
+        }
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if let SnapshotInner::Sqlite { db, conn } = &mut self.inner {
+            let Some(conn) = conn.take() else {
+                return;
+            };
+            // Ends the read transaction; a connection in a bad state is not pooled again.
+            if run_cached(&conn, "COMMIT").is_err() && !conn.is_autocommit() {
+                return;
+            }
+            if let Ok(mut pool) = db.snapshot_readers.lock() {
+                if pool.len() < SQLITE_SNAPSHOT_READERS {
+                    pool.push(conn);
+                }
+            }
+        }
+    }
+}
+
 /// Per-transaction notes the store's Omaha code keeps between its own calls (rows it already
 /// read), so it does not read them twice. Any write clears `instance`.
 #[derive(Debug, Default)]
 pub struct TxMemo {
-    /// (instance id, application id, the row `rollout::instance_app` read).
-    pub instance: Option<(String, String, Option<Row>)>,
+    /// (instance id, application id, the rows `rollout::instance_app` read).
+    pub instance: Option<(String, String, Option<super::rollout::StoredInstance>)>,
     /// (group id, the row `rollout::lock_group` read, whether it is locked).
     pub group: Option<(String, Row, bool)>,
 }
@@ -1069,7 +1213,7 @@ impl SqliteTx {
         release_writer(&self.db, guard);
     }
 
-    async fn commit(&mut self) -> Result<(), StoreError> {
+    async fn commit(&mut self, wrote_config: bool) -> Result<(), StoreError> {
         let mut guard = self
             .guard
             .take()
@@ -1090,6 +1234,7 @@ impl SqliteTx {
             return Ok(());
         }
         guard.batch_wrote = true;
+        guard.batch_config |= wrote_config;
         let (sender, receiver) = oneshot::channel();
         guard.waiters.push(sender);
         // Commits now unless a queued caller carries the batch on (see `SqliteDb`).
@@ -1177,7 +1322,7 @@ impl Tx {
     /// Commits. SQLite: resolves once the batch holding this transaction is durably committed.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         match &mut self.inner {
-            TxInner::Sqlite(tx) => tx.commit().await,
+            TxInner::Sqlite(tx) => tx.commit(self.config_dirty).await,
             TxInner::Mysql(tx) => match tx.take() {
                 Some(tx) => tx.commit().await.map_err(map_mysql_error),
                 None => Err(StoreError::Backend("transaction already finished".into())),
@@ -1223,6 +1368,18 @@ impl Queryable for Db {
     }
     async fn exec(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
         Db::exec(self, sql, params).await
+    }
+}
+
+impl Queryable for Snapshot {
+    fn dialect(&self) -> Dialect {
+        Snapshot::dialect(self)
+    }
+    async fn query(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<Row>, StoreError> {
+        Snapshot::query(self, sql, params).await
+    }
+    async fn exec(&mut self, _sql: &str, _params: Vec<SqlValue>) -> Result<u64, StoreError> {
+        Err(StoreError::Backend("a read snapshot cannot write".into()))
     }
 }
 

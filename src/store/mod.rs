@@ -112,6 +112,12 @@ impl Store {
         self.db.begin().await
     }
 
+    /// A read-only snapshot for short reads on the request path (None where the backend has
+    /// none: in-memory SQLite). See [`db::Snapshot`].
+    pub async fn snapshot(&self) -> Result<Option<db::Snapshot>, StoreError> {
+        self.db.snapshot().await
+    }
+
     pub async fn close(self) {
         self.db.close().await;
     }

@@ -2,9 +2,13 @@
 //! instance's state for an application, registration, rollout counters, grants, status changes
 //! with history, events and activity. `crate::rollout` orchestrates these; the SQL lives here.
 
+use std::sync::Arc;
+
+use super::cache::ConfigCache;
+use super::db::Snapshot;
 use super::groups::{group_from_row, GROUP_COLUMN_COUNT, GROUP_SELECT_COLUMNS};
 use super::packages::load_packages;
-use super::{Dialect, Row, Store, StoreError, Tx, ACTIVE_WINDOW_MS};
+use super::{Dialect, Queryable, Row, Store, StoreError, Tx, ACTIVE_WINDOW_MS};
 use crate::domain::{
     ActivityClass, Group, InstanceStatus, NewActivity, Package, RolloutPolicy, Version,
 };
@@ -27,6 +31,65 @@ pub struct InstanceAppState {
 impl InstanceAppState {
     pub fn status(&self) -> Option<InstanceStatus> {
         self.status.and_then(InstanceStatus::from_code)
+    }
+}
+
+/// The stored rows of an instance for one application, as the update check reads them: the
+/// rollout state plus what registration compares against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInstance {
+    pub state: InstanceAppState,
+    pub last_check_for_updates: i64,
+    pub ip: String,
+    pub alias: String,
+    pub oem: String,
+    pub aleph_version: String,
+}
+
+/// The columns [`StoredInstance::from_row`] reads, from `instance_applications ia` joined with
+/// `instances i`.
+const STORED_INSTANCE_COLUMNS: &str = "ia.group_id, ia.version, ia.status, ia.update_in_progress, \
+    ia.last_update_version, ia.last_update_granted_ts, ia.last_check_for_updates, i.ip, i.alias, i.oem, \
+    i.aleph_version";
+
+impl StoredInstance {
+    /// Reads the [`STORED_INSTANCE_COLUMNS`] starting at column `at`; None when the row has no
+    /// instance (a LEFT JOIN that found nothing).
+    fn from_row(r: &Row, at: usize) -> Result<Option<Self>, StoreError> {
+        if r.opt_text(at + 1)?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            state: InstanceAppState {
+                group_id: r.opt_text(at)?,
+                version: r.text(at + 1)?,
+                status: r.opt_int(at + 2)?,
+                update_in_progress: r.boolean(at + 3)?,
+                last_update_version: r.opt_text(at + 4)?,
+                last_update_granted_ts: r.opt_int(at + 5)?,
+            },
+            last_check_for_updates: r.int(at + 6)?,
+            ip: r.text(at + 7)?,
+            alias: r.text(at + 8)?,
+            oem: r.text(at + 9)?,
+            aleph_version: r.text(at + 10)?,
+        }))
+    }
+
+    /// What registering `reg` now would write: (the instance row, the instance-application row).
+    /// A check within [`LAST_SEEN_RESOLUTION_MS`] of the last recorded one, with nothing else
+    /// changed, writes neither.
+    pub fn registration_changes(&self, reg: &Registration, now: i64) -> (bool, bool) {
+        let instance_changed = self.ip != reg.ip
+            || self.oem != reg.oem
+            || self.aleph_version != reg.aleph_version
+            || (!reg.alias.is_empty() && self.alias != reg.alias);
+        let last_check = self.last_check_for_updates;
+        let app_changed = self.state.group_id.as_deref() != Some(reg.group_id.as_str())
+            || self.state.version != reg.version
+            || now < last_check
+            || now - last_check >= LAST_SEEN_RESOLUTION_MS;
+        (instance_changed, app_changed)
     }
 }
 
@@ -108,14 +171,81 @@ pub async fn ensure_group_locked(tx: &mut Tx, group_id: &str) -> Result<(), Stor
     Ok(())
 }
 
+/// The reads an update-check decision makes, either inside the check's transaction (which
+/// locks the group row first on MySQL, so the decision and its writes agree) or on a read
+/// [`Snapshot`] (no locks: its caller only acts on answers that write nothing).
+pub trait CheckReads: Queryable {
+    fn config_cache(&self) -> &Arc<ConfigCache>;
+    /// Makes the group-wide state about to be read stable until the end of the transaction.
+    fn lock_group_for_reads(
+        &mut self,
+        group_id: &str,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl CheckReads for Tx {
+    fn config_cache(&self) -> &Arc<ConfigCache> {
+        self.cache()
+    }
+    async fn lock_group_for_reads(&mut self, group_id: &str) -> Result<(), StoreError> {
+        ensure_group_locked(self, group_id).await
+    }
+}
+
+impl CheckReads for Snapshot {
+    fn config_cache(&self) -> &Arc<ConfigCache> {
+        self.cache()
+    }
+    async fn lock_group_for_reads(&mut self, _group_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The group and the instance's stored rows in ONE statement (one consistent read on both
+/// backends, one round trip on MySQL), with the configuration generation (cross-replica cache
+/// invalidation, as in [`lock_group`]). None when the group does not exist.
+pub async fn check_view(
+    snapshot: &mut Snapshot,
+    group_id: &str,
+    instance_id: &str,
+    app_id: &str,
+) -> Result<Option<(Group, Option<StoredInstance>)>, StoreError> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let group_columns = GROUP_SELECT_COLUMNS
+            .trim_start_matches("SELECT ")
+            .split(", ")
+            .map(|c| format!("g.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT {group_columns}, (SELECT generation FROM rb_config_generation WHERE id = 1), \
+             {STORED_INSTANCE_COLUMNS} FROM rollout_groups g \
+             LEFT JOIN instance_applications ia ON ia.instance_id = ? AND ia.application_id = ? \
+             LEFT JOIN instances i ON i.id = ia.instance_id WHERE g.id = ?"
+        )
+    });
+    let rows = snapshot
+        .query(&SQL, sql_params![instance_id, app_id, group_id])
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    if let Some(generation) = row.opt_int(GROUP_COLUMN_COUNT)? {
+        snapshot.cache().observe_db_generation(generation);
+    }
+    let group = group_from_row(row)?;
+    let stored = StoredInstance::from_row(row, GROUP_COLUMN_COUNT + 1)?;
+    Ok(Some((group, stored)))
+}
+
 /// The package the channel points at, and whether that package blacklists the channel. Served
 /// from the configuration cache when its generation is current.
-pub async fn channel_target(
-    tx: &mut Tx,
+pub async fn channel_target<Q: CheckReads>(
+    tx: &mut Q,
     channel_id: &str,
 ) -> Result<Option<(Package, bool)>, StoreError> {
-    let generation = tx.cache().generation();
-    if let Some(hit) = tx.cache().target(channel_id, generation) {
+    let generation = tx.config_cache().generation();
+    if let Some(hit) = tx.config_cache().target(channel_id, generation) {
         return Ok(hit);
     }
     let packages = load_packages(
@@ -128,7 +258,7 @@ pub async fn channel_target(
         let blacklisted = p.channels_blacklist.iter().any(|c| c == channel_id);
         (p, blacklisted)
     });
-    tx.cache()
+    tx.config_cache()
         .put_target(channel_id, generation, target.clone());
     Ok(target)
 }
@@ -142,58 +272,37 @@ pub async fn instance_app(
     instance_id: &str,
     app_id: &str,
 ) -> Result<Option<InstanceAppState>, StoreError> {
+    static SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {STORED_INSTANCE_COLUMNS} FROM instance_applications ia JOIN instances i ON i.id = ia.instance_id \
+             WHERE ia.instance_id = ? AND ia.application_id = ?"
+        )
+    });
+    static MYSQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{} FOR UPDATE", *SQLITE));
     let sql = match tx.dialect() {
-        Dialect::Sqlite => "SELECT ia.group_id, ia.version, ia.status, ia.update_in_progress, ia.last_update_version, \
-             ia.last_update_granted_ts, ia.last_check_for_updates, i.ip, i.alias, i.oem, i.aleph_version \
-             FROM instance_applications ia JOIN instances i ON i.id = ia.instance_id \
-             WHERE ia.instance_id = ? AND ia.application_id = ?",
-        Dialect::Mysql => "SELECT ia.group_id, ia.version, ia.status, ia.update_in_progress, ia.last_update_version, \
-             ia.last_update_granted_ts, ia.last_check_for_updates, i.ip, i.alias, i.oem, i.aleph_version \
-             FROM instance_applications ia JOIN instances i ON i.id = ia.instance_id \
-             WHERE ia.instance_id = ? AND ia.application_id = ? FOR UPDATE",
+        Dialect::Sqlite => SQLITE.as_str(),
+        Dialect::Mysql => MYSQL.as_str(),
     };
-    let row = tx
-        .query(sql, sql_params![instance_id, app_id])
-        .await?
-        .into_iter()
-        .next();
-    let state = row
-        .as_ref()
-        .map(|r| {
-            Ok::<_, StoreError>(InstanceAppState {
-                group_id: r.opt_text(0)?,
-                version: r.text(1)?,
-                status: r.opt_int(2)?,
-                update_in_progress: r.boolean(3)?,
-                last_update_version: r.opt_text(4)?,
-                last_update_granted_ts: r.opt_int(5)?,
-            })
-        })
-        .transpose()?;
+    let rows = tx.query(sql, sql_params![instance_id, app_id]).await?;
+    let stored = match rows.first() {
+        Some(row) => StoredInstance::from_row(row, 0)?,
+        None => None,
+    };
+    let state = stored.as_ref().map(|s| s.state.clone());
     // Registration right after this read compares against it instead of writing blindly.
-    tx.memo.instance = Some((instance_id.to_string(), app_id.to_string(), row));
+    tx.memo.instance = Some((instance_id.to_string(), app_id.to_string(), stored));
     Ok(state)
 }
 
 /// What registration would change, judged from the row [`instance_app`] read in this
 /// transaction (None: unknown, write everything).
 fn registration_changes(tx: &mut Tx, reg: &Registration, now: i64) -> Option<(bool, bool)> {
-    let (instance_id, app_id, row) = tx.memo.instance.take()?;
+    let (instance_id, app_id, stored) = tx.memo.instance.take()?;
     if instance_id != reg.instance_id || app_id != reg.app_id {
         return None;
     }
-    let row = row?;
-    let text = |i: usize| row.text(i).ok();
-    let instance_changed = text(7)? != reg.ip
-        || text(9)? != reg.oem
-        || text(10)? != reg.aleph_version
-        || (!reg.alias.is_empty() && text(8)? != reg.alias);
-    let last_check = row.int(6).ok()?;
-    let app_changed = row.opt_text(0).ok()?.as_deref() != Some(reg.group_id.as_str())
-        || text(1)? != reg.version
-        || now < last_check
-        || now - last_check >= LAST_SEEN_RESOLUTION_MS;
-    Some((instance_changed, app_changed))
+    Some(stored?.registration_changes(reg, now))
 }
 
 /// Creates or refreshes the instance and its application row (version, group, last check).
@@ -268,14 +377,14 @@ const BUCKET_MS: i64 = 60_000;
 /// upper bound of both; while the bound is below the limit the decision is the same as with the
 /// exact counts, so the group's instances are only counted (through the grant-time index, over
 /// the recent grants only) once the bound reaches the limit. Safe mode counts exactly.
-pub async fn counters(
-    tx: &mut Tx,
+pub async fn counters<Q: CheckReads>(
+    tx: &mut Q,
     group_id: &str,
     target_version: &str,
     policy: &RolloutPolicy,
     now: i64,
 ) -> Result<Counters, StoreError> {
-    ensure_group_locked(tx, group_id).await?;
+    tx.lock_group_for_reads(group_id).await?;
     let window = policy.period_interval_ms.max(policy.update_timeout_ms);
     if policy.safe_mode || !(0..=BUCKET_RETENTION_MS).contains(&window) {
         return exact_counters(tx, group_id, target_version, policy, now).await;
@@ -337,14 +446,14 @@ pub async fn counters(
 
 /// The rollout counters of a group (CoreRoller's UpdatesStats), over instances active in the
 /// last day, all four exact (one scan of the group's active instances).
-pub async fn exact_counters(
-    tx: &mut Tx,
+pub async fn exact_counters<Q: CheckReads>(
+    tx: &mut Q,
     group_id: &str,
     target_version: &str,
     policy: &RolloutPolicy,
     now: i64,
 ) -> Result<Counters, StoreError> {
-    ensure_group_locked(tx, group_id).await?;
+    tx.lock_group_for_reads(group_id).await?;
     let rows = tx
         .query(
             "SELECT \
@@ -523,14 +632,14 @@ pub async fn set_rollout_in_progress(
 
 /// True when an activity entry of this class exists for the group (and version, if given)
 /// since `since_ms`: used to write RolloutStarted and PackageNotFound once, not on every check.
-pub async fn activity_exists(
-    tx: &mut Tx,
+pub async fn activity_exists<Q: CheckReads>(
+    tx: &mut Q,
     group_id: &str,
     class: ActivityClass,
     version: Option<&str>,
     since_ms: i64,
 ) -> Result<bool, StoreError> {
-    ensure_group_locked(tx, group_id).await?;
+    tx.lock_group_for_reads(group_id).await?;
     let rows = match version {
         Some(v) => {
             tx.query(
