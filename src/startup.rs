@@ -11,13 +11,19 @@ use crate::clock::Clock;
 use crate::config::ServeArgs;
 use crate::http::{self, AppState};
 use crate::omaha::OmahaOptions;
+use crate::store::db::{DatabaseUrl, ServerLock};
 use crate::store::Store;
+
+/// How long a starting server waits for a previous one on the same SQLite file to exit.
+const SERVER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct App {
     pub addr: SocketAddr,
     pub state: AppState,
     args: ServeArgs,
     listener: tokio::net::TcpListener,
+    /// SQLite: this process is the database's only server until it exits.
+    _server_lock: Option<ServerLock>,
 }
 
 /// What a background task (poller, syncer, embedded agent, notifier) gets: the shared state and
@@ -51,6 +57,11 @@ const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(10)
 impl App {
     /// Opens the database, seeds it and binds the listener (port 0 picks a free port).
     pub async fn build(args: &ServeArgs, clock: Clock) -> anyhow::Result<Self> {
+        let url = DatabaseUrl::parse(&args.database.database_url).context("database URL")?;
+        let server_lock =
+            tokio::task::spawn_blocking(move || ServerLock::acquire(&url, SERVER_LOCK_WAIT))
+                .await
+                .context("waiting for the database lock")??;
         let store = Store::open(&args.database.database_url)
             .await
             .context("opening the database")?;
@@ -80,6 +91,7 @@ impl App {
             },
             args: args.clone(),
             listener,
+            _server_lock: server_lock,
         })
     }
 
@@ -92,15 +104,15 @@ impl App {
             shutdown: stop_rx,
         };
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(crate::store::last_seen::flush_periodically(
+            self.state.store.clone(),
+            ctx.shutdown.clone(),
+        )));
         tasks.extend(crate::sources::start(&ctx, &self.args));
         tasks.extend(crate::agent::start_local(&ctx, &self.args.local_agent));
         tasks.extend(crate::sync::start(&ctx, &self.args.sync));
         tracing::info!(addr = %self.addr, "rollbridge listening");
-        warp::serve(http::routes(self.state))
-            .incoming(self.listener)
-            .graceful(shutdown)
-            .run()
-            .await;
+        http::server::serve(self.listener, self.state, shutdown).await;
         let _ = stop_tx.send(true);
         for mut task in tasks {
             if tokio::time::timeout(BACKGROUND_GRACE, &mut task)

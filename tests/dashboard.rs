@@ -1566,14 +1566,14 @@ async fn store_methods(db: TestDb) {
     rollbridge::store::rollout::register(
         &mut tx,
         &rollbridge::store::rollout::Registration {
-            instance_id: "i-1".into(),
-            app_id: common::COREOS_APP.into(),
-            group_id: group.into(),
-            ip: "10.0.0.1".into(),
-            alias: String::new(),
-            oem: String::new(),
-            aleph_version: String::new(),
-            version: "1.0.0".into(),
+            instance_id: "i-1",
+            app_id: common::COREOS_APP,
+            group_id: group,
+            ip: "10.0.0.1",
+            alias: "",
+            oem: "",
+            aleph_version: "",
+            version: "1.0.0",
         },
         T0,
     )

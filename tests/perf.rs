@@ -7,6 +7,7 @@
 mod common;
 
 use common::{spawn_app, TestApp, TestDb, T0};
+use rollbridge::rollout::CheckPath;
 use serde_json::{json, Value};
 
 fn check_xml(appid: &str, track: &str, machine: &str, version: &str, alias: &str) -> String {
@@ -59,7 +60,7 @@ async fn point(app: &TestApp, app_id: &str, channel_id: &str, package_id: &str) 
 }
 
 /// A channel promotion through one replica is served at once by another replica that had the
-/// old package cached (MySQL: the generation row; SQLite: the same row, read in the check).
+/// old package cached (the generation row, read with the check's rows).
 async fn replicas_invalidate_each_others_caches(db: TestDb) {
     let second = db.shared();
     let a = spawn_app(db).await;
@@ -94,7 +95,33 @@ async fn replicas_invalidate_each_others_caches(db: TestDb) {
         Some("3.0.0")
     );
 }
-both_backends!(replica_caches, replicas_invalidate_each_others_caches);
+/// Replicas share a MySQL database; a SQLite file has one server process (next test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_caches() {
+    if let Some(db) = TestDb::mysql().await {
+        replicas_invalidate_each_others_caches(db).await;
+    }
+}
+
+/// A second server on the same SQLite file is refused (its caches and the first one's would not
+/// see each other's writes), and starts once the first has stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_server_per_sqlite_file() {
+    let db = TestDb::sqlite().await;
+    let second = db.shared();
+    let first = spawn_app(db).await;
+    let options = common::AppOptions::default();
+    let args = common::serve_args(&second.url, &options);
+    let refused = rollbridge::startup::App::build(&args, options.clock.clone()).await;
+    let message = format!("{:#}", refused.err().expect("second server refused"));
+    assert!(
+        message.contains("another rollbridge server is using the SQLite database"),
+        "{message}"
+    );
+    let db = first.stop().await;
+    let again = spawn_app(db).await;
+    assert_eq!(again.get("/v1.0/health").await.status(), 200);
+}
 
 /// An application deleted through one replica is unknown to the other at once. MySQL only:
 /// replicas share a MySQL database; a SQLite file has one server process.
@@ -261,10 +288,18 @@ async fn bucketed_counters_keep_the_limit(db: TestDb) {
 }
 both_backends!(bucketed_counters, bucketed_counters_keep_the_limit);
 
-/// (checks answered from the read snapshot, checks that ran the transaction) so far.
+/// (checks answered without the transaction: cached or from a snapshot, checks that ran the
+/// transaction) so far.
 fn paths(app: &TestApp) -> (u64, u64) {
     let checks = &app.state.omaha.checks;
-    (checks.read_only(), checks.transaction())
+    (
+        checks.count_of(CheckPath::Cached) + checks.count_of(CheckPath::Snapshot),
+        checks.count_of(CheckPath::Transaction),
+    )
+}
+
+fn cached(app: &TestApp) -> u64 {
+    app.state.omaha.checks.count_of(CheckPath::Cached)
 }
 
 async fn check_with(
@@ -292,8 +327,8 @@ async fn count_rows(app: &TestApp, sql: &str, machine: &str) -> i64 {
 }
 
 /// A known machine with nothing new is answered from the read snapshot and writes nothing;
-/// anything that must be stored (first contact, a failure event, a changed alias, a due "last
-/// seen") runs the transaction and is stored.
+/// anything that must be stored (first contact, a failure event, a changed alias) runs the
+/// transaction and is stored; a due "last seen" alone is written in a batch.
 async fn steady_state_checks_take_the_read_only_path(db: TestDb) {
     let app = spawn_app(db).await;
     let (app_id, _channel, group_id, _pkg) = app.setup_rollout("1.0.0", json!({})).await;
@@ -339,11 +374,14 @@ async fn steady_state_checks_take_the_read_only_path(db: TestDb) {
     assert_eq!(app.omaha(&xml).await.0, 200);
     assert_eq!(paths(&app), (3, 3));
 
-    // "Last seen" is due after a minute: the transaction writes it.
+    // "Last seen" is due after a minute: recorded without the transaction, written in a batch
+    // (REST reads write pending ones first).
     app.clock.advance_ms(61_000);
     assert_eq!(app.omaha(&xml).await.0, 200);
-    assert_eq!(paths(&app), (3, 4));
+    assert_eq!(paths(&app), (4, 3));
+    assert_eq!(app.state.store.last_seen_pending(), 1);
     let seen = instance(&app, &app_id, &group_id, "m1").await;
+    assert_eq!(app.state.store.last_seen_pending(), 0);
     assert_ne!(
         seen["application"]["last_check_for_updates"],
         registered["application"]["last_check_for_updates"]
@@ -449,7 +487,94 @@ async fn settled_machines_see_promotions_on_every_replica(db: TestDb) {
         Some("2.0.0")
     );
 }
-both_backends!(
-    promotions_seen,
-    settled_machines_see_promotions_on_every_replica
-);
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn promotions_seen() {
+    if let Some(db) = TestDb::mysql().await {
+        settled_machines_see_promotions_on_every_replica(db).await;
+    }
+}
+
+/// SQLite: a settled machine is answered from the instance cache after one snapshot read, and
+/// every write that could change its rows (its own check that writes, a configuration change,
+/// a direct state change) takes it out until a new read; the answers stay the transaction's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settled_machines_are_answered_from_the_instance_cache() {
+    let app = spawn_app(TestDb::sqlite().await).await;
+    let (app_id, channel_id, _group, _pkg) = app.setup_rollout("1.0.0", json!({})).await;
+    let noupdate = r#"<updatecheck status="noupdate""#;
+    let check =
+        |version: &'static str| check_with(&app, &app_id, "m1", version, common::PING_CHECK);
+
+    assert!(check("1.0.0").await.contains(noupdate));
+    assert_eq!((paths(&app), cached(&app)), ((0, 1), 0), "first contact");
+    assert!(check("1.0.0").await.contains(noupdate));
+    assert_eq!(
+        (paths(&app), cached(&app)),
+        ((1, 1), 0),
+        "snapshot read, cache filled"
+    );
+    assert!(check("1.0.0").await.contains(noupdate));
+    assert!(check("1.0.0").await.contains(noupdate));
+    assert_eq!(
+        (paths(&app), cached(&app)),
+        ((3, 1), 2),
+        "answered from the cache"
+    );
+
+    // A promotion (configuration write) voids the cache: the machine is granted at once.
+    let p2 = new_package(&app, &app_id, "2.0.0").await;
+    point(&app, &app_id, &channel_id, &p2).await;
+    assert!(check("1.0.0")
+        .await
+        .contains(r#"<manifest version="2.0.0""#));
+    assert_eq!(
+        (paths(&app), cached(&app)),
+        ((3, 2), 2),
+        "granted by the transaction"
+    );
+    // Asking again: the same grant, from a snapshot, then from the cache.
+    assert!(check("1.0.0")
+        .await
+        .contains(r#"<manifest version="2.0.0""#));
+    assert!(check("1.0.0")
+        .await
+        .contains(r#"<manifest version="2.0.0""#));
+    assert_eq!((paths(&app), cached(&app)), ((5, 2), 3));
+
+    // A direct state change of the rows (an operator action) is not answered from the cache.
+    app.state
+        .store
+        .force_instance_state(
+            "m1",
+            &app_id,
+            &rollbridge::store::rollout::InstanceAppState {
+                group_id: None,
+                version: "2.0.0".into(),
+                status: Some(4),
+                update_in_progress: false,
+                last_update_version: Some("2.0.0".into()),
+                last_update_granted_ts: None,
+            },
+        )
+        .await
+        .expect("force state");
+    assert!(check("2.0.0").await.contains(noupdate));
+    assert_eq!(cached(&app), 3, "not from the cache after the forced write");
+
+    // The machine's own writes: an event that is stored.
+    let (_, transactions) = paths(&app);
+    check("2.0.0").await;
+    check("2.0.0").await;
+    let failed = format!("{}{}", common::PING_CHECK, common::event(3, 0));
+    let before = cached(&app);
+    check_with(&app, &app_id, "m1", "2.0.0", &failed).await;
+    assert_eq!(
+        paths(&app).1,
+        transactions + 1,
+        "the failure report is a write"
+    );
+    assert_eq!(cached(&app), before, "and was not answered from the cache");
+    let sql =
+        "SELECT COUNT(*) FROM events WHERE instance_id = ? AND event_type = 3 AND event_result = 0";
+    assert_eq!(count_rows(&app, sql, "m1").await, 1);
+}

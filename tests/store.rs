@@ -425,17 +425,18 @@ async fn instances_history_events_and_activity(db: TestDb) {
         .unwrap();
     let mut tx = store.begin().await.unwrap();
     for (i, machine) in ["m-1", "m-2", "host_3"].iter().enumerate() {
+        let (ip, alias) = (format!("10.0.0.{i}"), format!("alias-{i}"));
         rows::register(
             &mut tx,
             &Registration {
-                instance_id: machine.to_string(),
-                app_id: app.id.clone(),
-                group_id: group.id.clone(),
-                ip: format!("10.0.0.{i}"),
-                alias: format!("alias-{i}"),
-                oem: String::new(),
-                aleph_version: String::new(),
-                version: "1.0.0".into(),
+                instance_id: machine,
+                app_id: &app.id,
+                group_id: &group.id,
+                ip: &ip,
+                alias: &alias,
+                oem: "",
+                aleph_version: "",
+                version: "1.0.0",
             },
             NOW,
         )

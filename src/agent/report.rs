@@ -67,7 +67,10 @@ impl ContainerReport {
             .map(str::trim)
             .filter(|t| !t.is_empty())
         {
-            Some(track) => store.group_for_track(&app_id, track).await?.map(|g| g.id),
+            Some(track) => store
+                .group_for_track(&app_id, track)
+                .await?
+                .map(|g| g.id.clone()),
             None => None,
         };
         let (class, severity, verb) = match self.outcome {

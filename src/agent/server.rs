@@ -231,7 +231,7 @@ impl Server {
                     .store
                     .app_by_id(&app_id)
                     .await?
-                    .map(|a| a.team_id)
+                    .map(|a| a.team_id.clone())
                     .unwrap_or_default();
                 report.record(&state.store, &team, state.now()).await?;
                 Ok(())

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod omaha;
 pub mod ops;
 pub mod payloads;
+pub mod server;
 pub mod v1;
 
 use std::convert::Infallible;
@@ -218,19 +219,43 @@ where
 }
 
 /// A request id: the caller's `X-Request-Id` when it is sane, else a fresh one.
+pub fn request_id_from(given: Option<&str>) -> String {
+    given
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(crate::domain::new_id)
+}
+
 fn request_id() -> impl Filter<Extract = (String,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("x-request-id").map(|given: Option<String>| {
-        given
-            .filter(|id| {
-                !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
-            })
-            .unwrap_or_else(crate::domain::new_id)
-    })
+    warp::header::optional::<String>("x-request-id")
+        .map(|given: Option<String>| request_id_from(given.as_deref()))
+}
+
+/// What every response gets on its way out: the metrics observation, the access log line and
+/// the `X-Request-Id` header.
+pub fn finish_response(
+    metrics: &metrics::Metrics,
+    started: Instant,
+    id: &str,
+    method: &Method,
+    path: &str,
+    mut response: Response,
+) -> Response {
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let route = metrics::route_label(path);
+    metrics.observe(route, method.as_str(), status, elapsed.as_secs_f64());
+    tracing::info!(request_id = %id, method = %method, route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 /// All routes, with request ids, access logging and metrics around them.
 pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let metrics = state.metrics.clone();
+    let store = state.store.clone();
     let inner = omaha::routes(state.clone())
         .or(ops::routes(state.clone()))
         .unify()
@@ -255,18 +280,32 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         .and(request_id())
         .and(warp::method())
         .and(warp::path::full())
+        .and(fresh_last_seen(store))
         .and(inner)
-        .map(move |started: Instant, id: String, method: Method, path: FullPath, mut response: Response| {
-            let elapsed = started.elapsed();
-            let status = response.status().as_u16();
-            let route = metrics::route_label(path.as_str());
-            metrics.observe(route, method.as_str(), status, elapsed.as_secs_f64());
-            tracing::info!(request_id = %id, method = %method, route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
-            if let Ok(value) = HeaderValue::from_str(&id) {
-                response.headers_mut().insert("x-request-id", value);
+        .map(
+            move |started: Instant, id: String, method: Method, path: FullPath, response| {
+                finish_response(&metrics, started, &id, &method, path.as_str(), response)
+            },
+        )
+}
+
+/// REST and dashboard reads show "last seen" and count active instances by it: the batched
+/// "last seen" values (`store::last_seen`) are written first, so what a reader sees includes
+/// every check answered before the request.
+fn fresh_last_seen(store: Store) -> impl Filter<Extract = (), Error = Infallible> + Clone {
+    warp::path::full()
+        .then(move |path: FullPath| {
+            let store = store.clone();
+            async move {
+                let path = path.as_str();
+                if path.starts_with("/api/") || path.starts_with("/ui") {
+                    if let Err(e) = store.flush_last_seen().await {
+                        tracing::warn!(error = %e, "writing \"last seen\" before a read failed");
+                    }
+                }
             }
-            response
         })
+        .untuple_one()
 }
 
 /// The outbound HTTP client: bounded connect time, an identifying user agent.
@@ -285,16 +324,23 @@ pub fn no_routes() -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// The TCP peer of a request, put into its extensions by `http::server`.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// The client address used for instances: first valid `X-Forwarded-For` entry, else the peer.
+pub fn client_ip_from(forwarded: Option<&str>, peer: Option<SocketAddr>) -> std::net::IpAddr {
+    forwarded
+        .and_then(|h| h.split(',').next())
+        .and_then(|first| first.trim().parse().ok())
+        .or_else(|| peer.map(|p| p.ip()))
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
 pub fn client_ip() -> impl Filter<Extract = (std::net::IpAddr,), Error = Rejection> + Clone {
     warp::header::optional::<String>("x-forwarded-for")
-        .and(warp::addr::remote())
-        .map(|forwarded: Option<String>, peer: Option<SocketAddr>| {
-            forwarded
-                .as_deref()
-                .and_then(|h| h.split(',').next())
-                .and_then(|first| first.trim().parse().ok())
-                .or_else(|| peer.map(|p| p.ip()))
-                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        .and(warp::ext::optional::<PeerAddr>())
+        .map(|forwarded: Option<String>, peer: Option<PeerAddr>| {
+            client_ip_from(forwarded.as_deref(), peer.map(|p| p.0))
         })
 }

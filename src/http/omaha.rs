@@ -1,6 +1,13 @@
 //! `POST /v1/update/` and `POST /omaha/` (with or without the trailing slash): no auth, body
 //! capped at 64 KiB (larger is a 400, as Nebraska answers), response `text/xml`.
+//!
+//! The server (`http::server`) answers these requests directly, without the warp filter tree
+//! (they are nearly all of a fleet's traffic); the warp route below answers the same way and
+//! covers the other methods on these paths. Both go through [`answer`].
 
+use std::net::IpAddr;
+
+use bytes::Bytes;
 use warp::filters::path::FullPath;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
@@ -9,12 +16,18 @@ use warp::{Filter, Rejection};
 use super::{client_ip, limited_body, with_state, AppState};
 use crate::omaha::protocol::MAX_BODY_BYTES;
 
+/// The Omaha endpoint's paths.
+pub fn is_omaha_path(path: &str) -> bool {
+    matches!(path, "/v1/update" | "/v1/update/" | "/omaha" | "/omaha/")
+}
+
 fn omaha_path() -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::path::full()
         .and_then(|path: FullPath| async move {
-            match path.as_str() {
-                "/v1/update" | "/v1/update/" | "/omaha" | "/omaha/" => Ok(()),
-                _ => Err(warp::reject::not_found()),
+            if is_omaha_path(path.as_str()) {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
             }
         })
         .untuple_one()
@@ -24,6 +37,29 @@ fn bad_request(message: String) -> Response {
     warp::reply::with_status(message, StatusCode::BAD_REQUEST).into_response()
 }
 
+/// Answers one Omaha request body (`Err(limit)`: the body was larger than the limit, or broken).
+pub async fn answer(state: AppState, body: Result<Bytes, usize>, ip: IpAddr) -> Response {
+    let Ok(body) = body else {
+        return bad_request(format!("request body larger than {MAX_BODY_BYTES} bytes\n"));
+    };
+    // Run to completion even if the client goes away, so no transaction is cut short.
+    let now = state.now();
+    let task = tokio::spawn(async move {
+        crate::omaha::handle(&state.store, &state.omaha, &body, ip, now).await
+    });
+    match task.await {
+        Ok(Ok(xml)) => {
+            warp::reply::with_header(xml, "content-type", "text/xml; charset=utf-8").into_response()
+        }
+        Ok(Err(e)) => bad_request(format!("{e}\n")),
+        Err(e) => {
+            tracing::error!(error = %e, "omaha handler task failed");
+            warp::reply::with_status("internal error\n", StatusCode::INTERNAL_SERVER_ERROR)
+                .into_response()
+        }
+    }
+}
+
 pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     // Path before method: a GET to an unknown path must stay a 404, not become a 405 here.
     omaha_path()
@@ -31,33 +67,5 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         .and(with_state(state))
         .and(client_ip())
         .and(limited_body(MAX_BODY_BYTES))
-        .then(
-            |state: AppState, ip, body: Result<bytes::Bytes, usize>| async move {
-                let Ok(body) = body else {
-                    return bad_request(format!(
-                        "request body larger than {MAX_BODY_BYTES} bytes\n"
-                    ));
-                };
-                // Run to completion even if the client goes away, so no transaction is cut short.
-                let now = state.now();
-                let task = tokio::spawn(async move {
-                    crate::omaha::handle(&state.store, &state.omaha, &body, ip, now).await
-                });
-                match task.await {
-                    Ok(Ok(xml)) => {
-                        warp::reply::with_header(xml, "content-type", "text/xml; charset=utf-8")
-                            .into_response()
-                    }
-                    Ok(Err(e)) => bad_request(format!("{e}\n")),
-                    Err(e) => {
-                        tracing::error!(error = %e, "omaha handler task failed");
-                        warp::reply::with_status(
-                            "internal error\n",
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                        )
-                        .into_response()
-                    }
-                }
-            },
-        )
+        .then(|state: AppState, ip, body: Result<Bytes, usize>| answer(state, body, ip))
 }

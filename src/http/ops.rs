@@ -11,7 +11,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         .and(with_state(state.clone()))
         .then(|state: AppState| async move {
             // A trivial query proves the database answers, not only the process.
-            match state.store.db().query("SELECT 1", Vec::new()).await {
+            match state.store.ping().await {
                 Ok(_) => warp::reply::json(&serde_json::json!({"status": "ok"})).into_response(),
                 Err(e) => {
                     tracing::warn!(error = %e, "health check: database unavailable");

@@ -10,7 +10,7 @@ use super::protocol::{
 };
 use super::status;
 use crate::domain::{self, seed, EventKind, Group, Package, PackageType, Version};
-use crate::rollout::check::{self, CheckRequest, UpdateAnswer};
+use crate::rollout::check::{self, CheckPath, CheckRequest, UpdateAnswer};
 use crate::rollout::events::ReportedEvent;
 use crate::store::Store;
 
@@ -22,12 +22,14 @@ pub struct OmahaOptions {
     pub checks: CheckCounters,
 }
 
-/// `omaha_checks_total{path}`: checks answered from a read snapshot (`read_only`) or by the
-/// locking transaction (`transaction`). A settled fleet should be nearly all `read_only`.
+/// `omaha_checks_total{path}`: checks answered from the instance cache (`cached`, SQLite), from
+/// a read snapshot (`snapshot`) or by the locking transaction (`transaction`). A settled fleet
+/// should be nearly all `cached` (SQLite) or `snapshot` (MySQL).
 #[derive(Debug, Clone)]
 pub struct CheckCounters {
     pub family: prometheus::IntCounterVec,
-    read_only: prometheus::IntCounter,
+    cached: prometheus::IntCounter,
+    snapshot: prometheus::IntCounter,
     transaction: prometheus::IntCounter,
 }
 
@@ -37,13 +39,14 @@ impl Default for CheckCounters {
         let family = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
                 "omaha_checks_total",
-                "Omaha app checks by path: read_only (nothing to write) or transaction",
+                "Omaha app checks by how they were answered: cached, snapshot or transaction",
             ),
             &["path"],
         )
         .expect("static counter definition");
         Self {
-            read_only: family.with_label_values(&["read_only"]),
+            cached: family.with_label_values(&["cached"]),
+            snapshot: family.with_label_values(&["snapshot"]),
             transaction: family.with_label_values(&["transaction"]),
             family,
         }
@@ -51,21 +54,16 @@ impl Default for CheckCounters {
 }
 
 impl CheckCounters {
-    /// Checks answered from a read snapshot so far.
-    pub fn read_only(&self) -> u64 {
-        self.read_only.get()
+    /// Checks answered so far by `path`.
+    pub fn count_of(&self, path: CheckPath) -> u64 {
+        self.counter(path).get()
     }
 
-    /// Checks answered by the transaction so far.
-    pub fn transaction(&self) -> u64 {
-        self.transaction.get()
-    }
-
-    fn count(&self, read_only: bool) {
-        if read_only {
-            self.read_only.inc();
-        } else {
-            self.transaction.inc();
+    fn counter(&self, path: CheckPath) -> &prometheus::IntCounter {
+        match path {
+            CheckPath::Cached => &self.cached,
+            CheckPath::Snapshot => &self.snapshot,
+            CheckPath::Transaction => &self.transaction,
         }
     }
 }
@@ -88,9 +86,11 @@ pub async fn handle(
             response.apps.push(answer);
             continue;
         }
+        // Boxed: the check's future is kilobytes; moving it through every caller costs more than
+        // one allocation.
         response
             .apps
-            .push(answer_app(store, options, app, client_ip, now).await);
+            .push(Box::pin(answer_app(store, options, app, client_ip, now)).await);
     }
     Ok(response.to_xml())
 }
@@ -129,7 +129,7 @@ pub(super) async fn resolve_group(
     store: &Store,
     app_id: &str,
     track: &str,
-) -> Result<Option<Group>, crate::store::StoreError> {
+) -> Result<Option<std::sync::Arc<Group>>, crate::store::StoreError> {
     let track = track.trim();
     if track.is_empty() || track.len() > 256 {
         return Ok(None);
@@ -204,14 +204,14 @@ async fn answer_app(
         ping: app.ping,
         update_check: app.update_check,
     };
-    let outcome = match check::run(store, &request, now).await {
+    let outcome = match check::run(store, &request, &group, now).await {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(error = %e, "omaha: update check failed");
             return error_app(app, status::FAILED_TO_RETRIEVE);
         }
     };
-    options.checks.count(outcome.read_only);
+    options.checks.counter(outcome.path).inc();
     let poll_interval = u32::try_from(outcome.poll_interval).ok().filter(|s| *s > 0);
     let (app_status, update_check) = match outcome.update {
         None => (status::OK.to_string(), None),

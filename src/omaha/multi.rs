@@ -30,7 +30,8 @@ pub async fn answer_syncer(
     if !is_syncer(request, app) {
         return None;
     }
-    Some(answer(store, app).await)
+    // Boxed: syncers are rare, and an unboxed answer would make every request's future bigger.
+    Some(Box::pin(answer(store, app)).await)
 }
 
 async fn answer(store: &Store, app: &AppRequest) -> AppResponse {

@@ -16,8 +16,16 @@ use crate::domain::{
     ActivityClass, EventKind, Group, InstanceStatus, NewActivity, Package, Severity, Version,
 };
 use crate::rollout::Counters;
-use crate::store::rollout::{self as rows, CheckReads, InstanceKey, Registration, StoredInstance};
-use crate::store::{Store, StoreError, Tx};
+use std::sync::Arc;
+
+use crate::store::cache::{ChannelTarget, ConfigCache};
+use crate::store::db::Snapshot;
+use crate::store::instance_cache::{CachedInstance, InstanceCache};
+use crate::store::rollout::{
+    self as rows, CheckReads, InstanceKey, Registration, RegistrationDiff, RolloutFields,
+    StoredInstance,
+};
+use crate::store::{Dialect, Queryable, Row, SqlValue, Store, StoreError, Tx};
 
 /// Everything the Omaha handler learned about one `<app>` of a request.
 #[derive(Debug, Clone)]
@@ -49,33 +57,68 @@ pub struct CheckOutcome {
     /// `None` when the request had no `<updatecheck>`.
     pub update: Option<UpdateAnswer>,
     pub poll_interval: i64,
-    /// Answered from a read snapshot, without the transaction (see [`read_only`]).
-    pub read_only: bool,
+    /// How the check was answered.
+    pub path: CheckPath,
+}
+
+/// How a check was answered (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckPath {
+    /// From the instance cache, without reading the instance's rows.
+    Cached,
+    /// From a read snapshot of the rows.
+    Snapshot,
+    /// By the locking transaction.
+    Transaction,
 }
 
 const MAX_ATTEMPTS: usize = 8;
 
 /// Runs the check, retrying when the database reports a transient conflict (deadlock, lock
 /// timeout, busy, or the group row changed under a lazily taken lock) — also at commit — after a
-/// short jittered pause, so a burst of contenders does not collide again in lockstep.
-pub async fn run(store: &Store, req: &CheckRequest, now: i64) -> Result<CheckOutcome, StoreError> {
-    match read_only(store, req, now).await {
+/// short jittered pause, so a burst of contenders does not collide again in lockstep. `group` is
+/// the group the request resolved to (from the configuration cache).
+pub async fn run(
+    store: &Store,
+    req: &CheckRequest,
+    group: &Group,
+    now: i64,
+) -> Result<CheckOutcome, StoreError> {
+    match read_only(store, req, group, now).await {
         Ok(Some(outcome)) => return Ok(outcome),
         Ok(None) => {}
         // A busy reader or a dropped connection: the transaction decides.
         Err(e) => tracing::debug!(error = %e, "read-only check failed, running the full check"),
     }
-    locked(store, req, now).await
+    // Boxed (here and below for what most checks skip): the futures are kilobytes, and every
+    // caller would otherwise carry and copy them.
+    Box::pin(locked(store, req, now)).await
 }
 
-/// The check on a read snapshot: `Some(outcome)` when applying the request would write
-/// nothing, `None` when it may write (see the module docs). Each condition mirrors what the
-/// transactional steps would do with the same rows.
+/// The check without the transaction: `Some(outcome)` when applying the request would write
+/// nothing, `None` when it may write (see the module docs). The instance's rows come from the
+/// instance cache (SQLite) or from one statement that also reads the group row; each condition
+/// below mirrors what the transactional steps would do with the same rows.
 pub async fn read_only(
     store: &Store,
     req: &CheckRequest,
+    group: &Group,
     now: i64,
 ) -> Result<Option<CheckOutcome>, StoreError> {
+    let cache = store.instance_cache();
+    if let Some(cache) = cache {
+        if let Some(cached) = cache.get(&req.app_id, &req.instance_id) {
+            let mut reads = LazySnapshot {
+                store,
+                snapshot: None,
+            };
+            let view = InstanceView::Cached(&cached, cache);
+            let answer = answer_read_only(&mut reads, group, view, req, now).await?;
+            return Ok(answer.map(|a| settle_read_only(store, req, a, now)));
+        }
+    }
+    // Taken before the rows are read: a write racing with this read voids the fill below.
+    let read_sequence = cache.map(|c| c.sequence());
     let Some(mut snapshot) = store.snapshot().await? else {
         return Ok(None);
     };
@@ -88,28 +131,149 @@ pub async fn read_only(
     let Some(stored) = stored else {
         return Ok(None);
     };
-    if !events_change_nothing(req, &stored) {
+    let answer = answer_read_only(
+        &mut snapshot,
+        &group,
+        InstanceView::Stored(&stored),
+        req,
+        now,
+    )
+    .await?;
+    let Some(answer) = answer else {
+        return Ok(None);
+    };
+    if let (Some(cache), Some(read_sequence)) = (cache, read_sequence) {
+        cache.fill(&req.app_id, &req.instance_id, &stored, read_sequence);
+    }
+    Ok(Some(settle_read_only(store, req, answer, now)))
+}
+
+/// Records a due "last seen" of a read-only check for the batched write (and in the cached
+/// rows, so that the next checks do not record it again).
+fn settle_read_only(store: &Store, req: &CheckRequest, answer: ReadOnly, now: i64) -> CheckOutcome {
+    if answer.last_seen_due {
+        store.record_last_seen(&req.app_id, &req.instance_id, now);
+        if let Some(cache) = store.instance_cache() {
+            cache.touch(&req.app_id, &req.instance_id, now);
+        }
+    }
+    answer.outcome
+}
+
+/// The instance's rows as [`read_only`] got them.
+#[derive(Clone, Copy)]
+enum InstanceView<'a> {
+    Stored(&'a StoredInstance),
+    Cached(&'a CachedInstance, &'a InstanceCache),
+}
+
+impl InstanceView<'_> {
+    fn in_group(&self, group_id: &str) -> bool {
+        match self {
+            Self::Stored(s) => s.state.group_id.as_deref() == Some(group_id),
+            Self::Cached(c, cache) => c.in_group(cache, group_id),
+        }
+    }
+
+    fn fields(&self) -> RolloutFields<'_> {
+        match self {
+            Self::Stored(s) => s.state.fields(),
+            Self::Cached(c, _) => c.fields(),
+        }
+    }
+
+    /// What registering the request would change (see `rows::register`).
+    fn registration_changes(&self, req: &CheckRequest, now: i64) -> RegistrationDiff {
+        let reg = registration(req);
+        match self {
+            Self::Stored(s) => s.registration_changes(&reg, now),
+            Self::Cached(c, cache) => c.registration_changes(cache, &reg, now),
+        }
+    }
+}
+
+/// Reads for a check answered from the instance cache: a snapshot is only opened when the
+/// decision needs the database (counters, floors, a configuration cache miss).
+struct LazySnapshot<'a> {
+    store: &'a Store,
+    snapshot: Option<Snapshot>,
+}
+
+impl Queryable for LazySnapshot<'_> {
+    fn dialect(&self) -> Dialect {
+        self.store.dialect()
+    }
+
+    async fn query(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<Row>, StoreError> {
+        if self.snapshot.is_none() {
+            self.snapshot = self.store.snapshot().await?;
+        }
+        match &mut self.snapshot {
+            Some(snapshot) => snapshot.query(sql, params).await,
+            None => Err(StoreError::Backend(
+                "no read snapshot on this backend".into(),
+            )),
+        }
+    }
+
+    async fn exec(&mut self, _sql: &str, _params: Vec<SqlValue>) -> Result<u64, StoreError> {
+        Err(StoreError::Backend("a read snapshot cannot write".into()))
+    }
+}
+
+impl CheckReads for LazySnapshot<'_> {
+    fn config_cache(&self) -> &Arc<ConfigCache> {
+        self.store.db().cache()
+    }
+
+    async fn lock_group_for_reads(&mut self, _group_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The read-only evaluation proper, whichever way the rows were read.
+async fn answer_read_only<Q: CheckReads>(
+    q: &mut Q,
+    group: &Group,
+    instance: InstanceView<'_>,
+    req: &CheckRequest,
+    now: i64,
+) -> Result<Option<ReadOnly>, StoreError> {
+    let path = match instance {
+        InstanceView::Stored(_) => CheckPath::Snapshot,
+        InstanceView::Cached(..) => CheckPath::Cached,
+    };
+    if !events_change_nothing(req, instance) {
         return Ok(None);
     }
     let no_check = CheckOutcome {
         update: None,
         poll_interval: group.policy_poll_interval,
-        read_only: true,
+        path,
     };
     if !(req.ping || req.update_check) {
-        return Ok(Some(no_check));
+        return Ok(Some(ReadOnly {
+            outcome: no_check,
+            last_seen_due: false,
+        }));
     }
-    if rows_would_register(&stored, req, now) {
+    // A due "last seen" alone does not need the transaction: it is written in a batch
+    // (`store::last_seen`) once the answer is known to write nothing else.
+    let registration = instance.registration_changes(req, now);
+    if registration.instance || registration.app {
         return Ok(None);
     }
     if !req.update_check {
-        return Ok(Some(no_check));
+        return Ok(Some(ReadOnly {
+            outcome: no_check,
+            last_seen_due: registration.last_seen,
+        }));
     }
-    let plan = plan_update(&mut snapshot, &group, req, Some(&stored.state), now).await?;
+    let plan = plan_update(q, group, req, Some(instance.fields()), now).await?;
     let answer = match plan.decision {
         Decision::Grant | Decision::NoUpdate(NoUpdateEffect::Complete) => return Ok(None),
-        Decision::Reserve => match plan.target {
-            Some((package, _)) => UpdateAnswer::Update(Box::new(package)),
+        Decision::Reserve => match plan.target.as_deref() {
+            Some((package, _)) => UpdateAnswer::Update(Box::new(package.clone())),
             None => UpdateAnswer::Denied(Denial::NoPackage),
         },
         Decision::NoUpdate(NoUpdateEffect::None) => UpdateAnswer::NoUpdate,
@@ -124,51 +288,53 @@ pub async fn read_only(
             if hold && !hold_is_recorded(&plan.instance) {
                 return Ok(None);
             }
-            if reason == Denial::NoPackage
-                && !package_not_found_reported(&mut snapshot, &group.id, now).await?
+            if reason == Denial::NoPackage && !package_not_found_reported(q, &group.id, now).await?
             {
                 return Ok(None);
             }
             UpdateAnswer::Denied(reason)
         }
     };
-    Ok(Some(CheckOutcome {
-        update: Some(answer),
-        poll_interval: group.policy_poll_interval,
-        read_only: true,
+    Ok(Some(ReadOnly {
+        outcome: CheckOutcome {
+            update: Some(answer),
+            poll_interval: group.policy_poll_interval,
+            path,
+        },
+        last_seen_due: registration.last_seen,
     }))
+}
+
+/// A check answered without the transaction, and whether its "last seen" is due.
+struct ReadOnly {
+    outcome: CheckOutcome,
+    last_seen_due: bool,
 }
 
 /// True when no event of the request would be stored or change the instance (see
 /// `events::apply_event`): unknown pairs, events for another group, and, with no update in
 /// progress, anything but a failure are ignored there.
-fn events_change_nothing(req: &CheckRequest, stored: &StoredInstance) -> bool {
+fn events_change_nothing(req: &CheckRequest, instance: InstanceView<'_>) -> bool {
     req.events.iter().all(|event| match event.kind {
         None => true,
         Some(kind) => {
-            stored.state.group_id.as_deref() != Some(req.group_id.as_str())
-                || (!stored.state.update_in_progress && kind != EventKind::UpdateFailed)
+            !instance.in_group(&req.group_id)
+                || (!instance.fields().update_in_progress && kind != EventKind::UpdateFailed)
         }
     })
 }
 
-fn registration(req: &CheckRequest) -> Registration {
+fn registration(req: &CheckRequest) -> Registration<'_> {
     Registration {
-        instance_id: req.instance_id.clone(),
-        app_id: req.app_id.clone(),
-        group_id: req.group_id.clone(),
-        ip: req.ip.clone(),
-        alias: req.alias.clone(),
-        oem: req.oem.clone(),
-        aleph_version: req.aleph_version.clone(),
-        version: req.version.as_str().to_string(),
+        instance_id: &req.instance_id,
+        app_id: &req.app_id,
+        group_id: &req.group_id,
+        ip: &req.ip,
+        alias: &req.alias,
+        oem: &req.oem,
+        aleph_version: &req.aleph_version,
+        version: req.version.as_str(),
     }
-}
-
-/// True when registering the request would write a row (see `rows::register`).
-fn rows_would_register(stored: &StoredInstance, req: &CheckRequest, now: i64) -> bool {
-    let (instance, app) = stored.registration_changes(&registration(req), now);
-    instance || app
 }
 
 /// A denial that puts the instance on hold writes nothing when it already is on hold.
@@ -182,13 +348,13 @@ async fn package_not_found_reported<Q: CheckReads>(
     group_id: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
-    rows::activity_exists(
+    Box::pin(rows::activity_exists(
         q,
         group_id,
         ActivityClass::PackageNotFound,
         None,
         now - 3_600_000,
-    )
+    ))
     .await
 }
 
@@ -234,7 +400,7 @@ async fn run_in(tx: &mut Tx, req: &CheckRequest, now: i64) -> Result<CheckOutcom
         return Ok(CheckOutcome {
             update: None,
             poll_interval: group.policy_poll_interval,
-            read_only: false,
+            path: CheckPath::Transaction,
         });
     }
     rows::register(tx, &registration(req), now).await?;
@@ -246,7 +412,7 @@ async fn run_in(tx: &mut Tx, req: &CheckRequest, now: i64) -> Result<CheckOutcom
     Ok(CheckOutcome {
         update,
         poll_interval: group.policy_poll_interval,
-        read_only: false,
+        path: CheckPath::Transaction,
     })
 }
 
@@ -254,7 +420,7 @@ async fn run_in(tx: &mut Tx, req: &CheckRequest, now: i64) -> Result<CheckOutcom
 struct UpdatePlan {
     /// The package on offer (the channel's, or the next floor on the way to it), and whether
     /// it blacklists the channel.
-    target: Option<(Package, bool)>,
+    target: ChannelTarget,
     target_version: Option<Version>,
     instance: InstanceState,
     decision: Decision,
@@ -266,25 +432,30 @@ async fn plan_update<Q: CheckReads>(
     q: &mut Q,
     group: &Group,
     req: &CheckRequest,
-    stored: Option<&rows::InstanceAppState>,
+    stored: Option<RolloutFields<'_>>,
     now: i64,
 ) -> Result<UpdatePlan, StoreError> {
     let target = match &group.channel_id {
         Some(channel_id) => rows::channel_target(q, channel_id).await?,
         None => None,
     };
-    let target =
-        super::floors::next_hop(q, group.channel_id.as_deref(), &req.version, target).await?;
+    let target = Box::pin(super::floors::next_hop(
+        q,
+        group.channel_id.as_deref(),
+        &req.version,
+        target,
+    ))
+    .await?;
     let target_version = target
         .as_ref()
-        .and_then(|(p, _)| Version::parse(&p.version).ok());
+        .and_then(|t| Version::parse(&t.0.version).ok());
     let policy = group.policy();
     let instance = InstanceState {
         reported_version: req.version.clone(),
         status: stored.and_then(|s| s.status()),
         update_in_progress: stored.is_some_and(|s| s.update_in_progress),
         last_update_version: stored
-            .and_then(|s| s.last_update_version.as_deref())
+            .and_then(|s| s.last_update_version)
             .and_then(|v| Version::parse(v).ok()),
         last_update_granted_ts: stored.and_then(|s| s.last_update_granted_ts),
     };
@@ -292,13 +463,13 @@ async fn plan_update<Q: CheckReads>(
     let needs_counters = target_version
         .as_ref()
         .is_some_and(|t| req.version < *t && policy.updates_enabled);
-    let counters: Counters = match (&target, needs_counters) {
+    let counters: Counters = match (target.as_deref(), needs_counters) {
         (Some((package, _)), true) => {
-            rows::counters(q, &group.id, &package.version, &policy, now).await?
+            Box::pin(rows::counters(q, &group.id, &package.version, &policy, now)).await?
         }
         _ => Default::default(),
     };
-    let target_view = match (&target, &target_version) {
+    let target_view = match (target.as_deref(), &target_version) {
         (Some((_, blacklisted)), Some(version)) => Some(Target {
             version: version.clone(),
             blacklisted: *blacklisted,
@@ -327,11 +498,11 @@ async fn update_check(
         target_version,
         instance,
         decision,
-    } = plan_update(tx, group, req, stored, now).await?;
+    } = plan_update(tx, group, req, stored.map(|s| s.fields()), now).await?;
     let current_status = instance.status;
     match decision {
         Decision::Grant => {
-            let Some((package, _)) = target else {
+            let Some((package, _)) = target.as_deref() else {
                 return Ok(UpdateAnswer::Denied(Denial::NoPackage));
             };
             rows::grant(tx, key, &package.version, now).await?;
@@ -367,10 +538,10 @@ async fn update_check(
                 rows::set_rollout_in_progress(tx, &group.id, true).await?;
                 group.rollout_in_progress = true;
             }
-            Ok(UpdateAnswer::Update(Box::new(package)))
+            Ok(UpdateAnswer::Update(Box::new(package.clone())))
         }
-        Decision::Reserve => match target {
-            Some((package, _)) => Ok(UpdateAnswer::Update(Box::new(package))),
+        Decision::Reserve => match target.as_deref() {
+            Some((package, _)) => Ok(UpdateAnswer::Update(Box::new(package.clone()))),
             None => Ok(UpdateAnswer::Denied(Denial::NoPackage)),
         },
         Decision::NoUpdate(effect) => {

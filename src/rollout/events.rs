@@ -216,9 +216,10 @@ pub async fn complete_instance(
     let Some(channel_id) = group.channel_id.clone() else {
         return Ok(());
     };
-    let Some((package, _)) = rows::channel_target(tx, &channel_id).await? else {
+    let Some(target) = rows::channel_target(tx, &channel_id).await? else {
         return Ok(());
     };
+    let (package, _) = &*target;
     let Ok(target) = Version::parse(&package.version) else {
         return Ok(());
     };

@@ -4,7 +4,8 @@
 //! target. The rest of the rollout (policy, grants, completion) treats the hop as "the target",
 //! so throttling and completion work per hop unchanged.
 
-use crate::domain::{Package, Version};
+use crate::domain::Version;
+use crate::store::cache::ChannelTarget;
 use crate::store::floors::{floor_versions, load_floor};
 use crate::store::{Queryable, StoreError};
 
@@ -29,9 +30,12 @@ pub async fn next_hop<Q: Queryable>(
     q: &mut Q,
     channel_id: Option<&str>,
     reported: &Version,
-    target: Option<(Package, bool)>,
-) -> Result<Option<(Package, bool)>, StoreError> {
-    let (Some(channel_id), Some((package, false))) = (channel_id, &target) else {
+    target: ChannelTarget,
+) -> Result<ChannelTarget, StoreError> {
+    let (Some(channel_id), Some(shared)) = (channel_id, &target) else {
+        return Ok(target);
+    };
+    let (package, false) = &**shared else {
         return Ok(target);
     };
     let Ok(target_version) = Version::parse(&package.version) else {
@@ -44,7 +48,7 @@ pub async fn next_hop<Q: Queryable>(
     for (_, package_id) in hops_between(&floors, reported, &target_version) {
         if let Some(floor) = load_floor(q, package_id).await? {
             if !floor.channels_blacklist.iter().any(|c| c == channel_id) {
-                return Ok(Some((floor, false)));
+                return Ok(Some(std::sync::Arc::new((floor, false))));
             }
         }
     }

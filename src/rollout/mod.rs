@@ -6,5 +6,5 @@ pub mod events;
 pub mod floors;
 pub mod policy;
 
-pub use check::{CheckOutcome, CheckRequest};
+pub use check::{CheckOutcome, CheckPath, CheckRequest};
 pub use policy::{decide, Counters, Decision, Denial, InstanceState, NoUpdateEffect, Target};

@@ -46,7 +46,10 @@ impl Store {
 
     /// Looks an application up by id in any team (the Omaha endpoint has no team). Served from
     /// the configuration cache while its generation is current.
-    pub async fn app_by_id(&self, app_id: &str) -> Result<Option<Application>, StoreError> {
+    pub async fn app_by_id(
+        &self,
+        app_id: &str,
+    ) -> Result<Option<std::sync::Arc<Application>>, StoreError> {
         let generation = self.config_generation().await?;
         if let Some(hit) = self.db().cache().app(app_id, generation) {
             return Ok(hit);
@@ -55,7 +58,11 @@ impl Store {
             .db()
             .query(&format!("{APP_SELECT} WHERE id = ?"), sql_params![app_id])
             .await?;
-        let app = rows.first().map(app_from_row).transpose()?;
+        let app = rows
+            .first()
+            .map(app_from_row)
+            .transpose()?
+            .map(std::sync::Arc::new);
         self.db().cache().put_app(app_id, generation, app.clone());
         Ok(app)
     }

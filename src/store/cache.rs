@@ -17,7 +17,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use crate::domain::{Application, Group, Package};
 
@@ -60,17 +60,18 @@ struct Entry<V> {
 
 type Map<K, V> = RwLock<HashMap<K, Entry<V>>>;
 
-/// A channel's package and whether that package blacklists the channel.
-pub type ChannelTarget = Option<(Package, bool)>;
+/// A channel's package and whether that package blacklists the channel. Shared, so that a
+/// cache hit costs a reference count, not a copy of the package.
+pub type ChannelTarget = Option<Arc<(Package, bool)>>;
 
 pub struct ConfigCache {
     generation: AtomicU64,
     db_generation: AtomicI64,
     observed_at_ms: AtomicU64,
-    apps: Map<String, Option<Application>>,
+    apps: Map<String, Option<Arc<Application>>>,
     /// Keyed by `app id + '\n' + track` (neither contains a newline: ids are UUIDs, tracks are
     /// trimmed single-line attribute values).
-    groups: Map<String, Option<Group>>,
+    groups: Map<String, Option<Arc<Group>>>,
     targets: Map<String, ChannelTarget>,
 }
 
@@ -135,15 +136,15 @@ impl ConfigCache {
         at != 0 && monotonic_ms().saturating_sub(at) < DB_GENERATION_REUSE_MS
     }
 
-    pub fn app(&self, id: &str, generation: u64) -> Option<Option<Application>> {
+    pub fn app(&self, id: &str, generation: u64) -> Option<Option<Arc<Application>>> {
         get(&self.apps, id, generation)
     }
 
-    pub fn put_app(&self, id: &str, generation: u64, value: Option<Application>) {
+    pub fn put_app(&self, id: &str, generation: u64, value: Option<Arc<Application>>) {
         put(&self.apps, id.to_string(), generation, value);
     }
 
-    pub fn group(&self, app_id: &str, track: &str, generation: u64) -> Option<Option<Group>> {
+    pub fn group(&self, app_id: &str, track: &str, generation: u64) -> Option<Option<Arc<Group>>> {
         let mut key = String::with_capacity(app_id.len() + track.len() + 1);
         key.push_str(app_id);
         key.push('\n');
@@ -151,7 +152,7 @@ impl ConfigCache {
         get(&self.groups, key.as_str(), generation)
     }
 
-    pub fn put_group(&self, app_id: &str, track: &str, generation: u64, value: Option<Group>) {
+    pub fn put_group(&self, app_id: &str, track: &str, generation: u64, value: Option<Arc<Group>>) {
         put(
             &self.groups,
             format!("{app_id}\n{track}"),
@@ -173,6 +174,18 @@ impl ConfigCache {
 /// whole word (`instance_applications` is not `applications`). Schema changes go through
 /// `exec_script`, which invalidates unconditionally.
 pub fn touches_config(sql: &str) -> bool {
+    writes_any_of(sql, CONFIG_TABLES)
+}
+
+/// Tables whose rows `store::instance_cache` holds.
+const INSTANCE_TABLES: &[&str] = &["instances", "instance_applications"];
+
+/// True when `sql` writes an instance table (see [`touches_config`] for the matching rules).
+pub fn touches_instances(sql: &str) -> bool {
+    writes_any_of(sql, INSTANCE_TABLES)
+}
+
+fn writes_any_of(sql: &str, tables: &[&str]) -> bool {
     let head = sql.trim_start();
     let verb = head.get(..7).unwrap_or(head).to_ascii_uppercase();
     if !(verb.starts_with("INSERT")
@@ -184,7 +197,7 @@ pub fn touches_config(sql: &str) -> bool {
     }
     let bytes = sql.as_bytes();
     let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    CONFIG_TABLES.iter().any(|table| {
+    tables.iter().any(|table| {
         sql.match_indices(table).any(|(at, _)| {
             let before = at.checked_sub(1).map(|i| bytes[i]);
             let after = bytes.get(at + table.len()).copied();
@@ -215,6 +228,16 @@ mod tests {
         assert!(!touches_config(
             "INSERT INTO activity (class, channel_id) VALUES (?, ?)"
         ));
+        assert!(touches_instances(
+            "UPDATE instances SET ip = ? WHERE id = ?"
+        ));
+        assert!(touches_instances(
+            "UPDATE instance_applications SET status = ? WHERE instance_id = ?"
+        ));
+        assert!(!touches_instances(
+            "INSERT INTO instance_status_history (instance_id) VALUES (?)"
+        ));
+        assert!(!touches_instances("SELECT * FROM instances"));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use mysql_async::prelude::Queryable as _;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
-use super::cache::{touches_config, ConfigCache, BUMP_DB_GENERATION};
+use super::cache::{touches_config, touches_instances, ConfigCache, BUMP_DB_GENERATION};
+use super::instance_cache::{InstanceCache, InstanceKeyOwned};
 use super::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +176,51 @@ impl DatabaseUrl {
     }
 }
 
+/// Held by a server for the life of the process on a SQLite database: one server process per
+/// database file. Its caches (configuration, instance rows) and group commit rely on every write
+/// passing its own writer; several replicas need MySQL/MariaDB. CLI commands (users, tokens,
+/// bindings, migrations) do not take it.
+#[derive(Debug)]
+pub struct ServerLock {
+    _file: std::fs::File,
+}
+
+impl ServerLock {
+    /// Takes the lock next to a SQLite file database (`<path>-server.lock`); None for MySQL and
+    /// in-memory databases. Waits up to `wait` for a server that is still shutting down.
+    pub fn acquire(url: &DatabaseUrl, wait: Duration) -> Result<Option<Self>, StoreError> {
+        let DatabaseUrl::SqliteFile(path) = url else {
+            return Ok(None);
+        };
+        let lock_path = format!("{path}-server.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Config(format!("opening {lock_path}: {e}")))?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(Self { _file: file })),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::Config(format!(
+                        "another rollbridge server is using the SQLite database {path} \
+                         (lock {lock_path}); a SQLite database serves from one process, \
+                         use MySQL/MariaDB for several replicas"
+                    )))
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(StoreError::Config(format!("locking {lock_path}: {e}")))
+                }
+            }
+        }
+    }
+}
+
 /// SQLite: one writer connection (SQLite allows one writer at a time anyway) and a few readers.
 ///
 /// Group commit, in two layers:
@@ -203,8 +249,8 @@ pub struct SqliteDb {
     snapshot_readers: std::sync::Mutex<Vec<rusqlite::Connection>>,
     path: Option<String>,
     wal: Arc<WalSync>,
-    /// The configuration cache of the `Db` holding this (bumped when a batch commits config).
-    cache: Arc<ConfigCache>,
+    /// The instance-row cache (file databases; see `store::instance_cache`).
+    instances: Option<Arc<InstanceCache>>,
 }
 
 /// The writer connection and the state of the current batch.
@@ -221,6 +267,32 @@ pub struct Writer {
     batch_len: usize,
     /// Callers whose transactions are in the batch, waiting for the real COMMIT and the sync.
     waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    /// Instance rows the batch wrote, and writes in it that may touch any instance's rows
+    /// (see `store::instance_cache`): settled when the batch is durable or failed.
+    batch_instance_keys: Vec<InstanceKeyOwned>,
+    batch_instances_all: usize,
+    config: Arc<ConfigCache>,
+    instances: Option<Arc<InstanceCache>>,
+}
+
+/// The end of a batch: its callers and the instance rows it wrote, answered together once the
+/// instance cache knows those rows are final (durable, or rolled back).
+struct BatchEnd {
+    waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    instance_keys: Vec<InstanceKeyOwned>,
+    instances_all: usize,
+    instances: Option<Arc<InstanceCache>>,
+}
+
+impl BatchEnd {
+    fn finish(self, result: &Result<(), StoreError>) {
+        if let Some(cache) = &self.instances {
+            cache.settle(&self.instance_keys, self.instances_all);
+        }
+        for waiter in self.waiters {
+            let _ = waiter.send(result.clone());
+        }
+    }
 }
 
 /// Transactions per batch before it is committed anyway (bounds the latency of the first, and
@@ -367,17 +439,9 @@ fn spawn_checkpointer(db: &Arc<SqliteDb>) {
 }
 
 impl Writer {
-    /// Ends the batch: COMMIT (or nothing when none is open). Returns the waiters to answer and
-    /// the batch's sequence number when it wrote something (the WAL must be synced for it).
-    #[allow(clippy::type_complexity)]
-    fn commit_batch(
-        &mut self,
-        wal: &WalSync,
-        cache: &ConfigCache,
-    ) -> (
-        Result<Option<u64>, StoreError>,
-        Vec<oneshot::Sender<Result<(), StoreError>>>,
-    ) {
+    /// Ends the batch: COMMIT (or nothing when none is open). Returns the batch's sequence
+    /// number when it wrote something (the WAL must be synced for it) and what to answer.
+    fn commit_batch(&mut self, wal: &WalSync) -> (Result<Option<u64>, StoreError>, BatchEnd) {
         let result = if !self.batch_open {
             Ok(None)
         } else if self.conn.is_autocommit() {
@@ -392,24 +456,33 @@ impl Writer {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         if std::mem::take(&mut self.batch_config) {
-            cache.bump();
+            self.config.bump();
         }
         self.batch_open = false;
         self.batch_wrote = false;
         self.batch_len = 0;
-        (result, std::mem::take(&mut self.waiters))
+        (result, self.take_end())
+    }
+
+    fn take_end(&mut self) -> BatchEnd {
+        BatchEnd {
+            waiters: std::mem::take(&mut self.waiters),
+            instance_keys: std::mem::take(&mut self.batch_instance_keys),
+            instances_all: std::mem::take(&mut self.batch_instances_all),
+            instances: self.instances.clone(),
+        }
     }
 
     /// The outer transaction ended on its own (SQLite rolls back on I/O errors, disk full):
     /// every batched caller's work is gone and each must hear so.
     fn abort_batch(&mut self, error: &StoreError) {
-        self.batch_config = false;
+        if std::mem::take(&mut self.batch_config) {
+            self.config.bump();
+        }
         self.batch_open = false;
         self.batch_wrote = false;
         self.batch_len = 0;
-        for waiter in self.waiters.drain(..) {
-            let _ = waiter.send(Err(error.clone()));
-        }
+        self.take_end().finish(&Err(error.clone()));
     }
 }
 
@@ -417,24 +490,18 @@ impl Writer {
 /// a task make the batch durable and answer its callers (a task, so that a cancelled caller
 /// cannot leave the others unanswered).
 fn flush_writer(db: &Arc<SqliteDb>, mut guard: OwnedMutexGuard<Writer>) {
-    let (result, waiters) = guard.commit_batch(&db.wal, &db.cache);
+    let (result, end) = guard.commit_batch(&db.wal);
     drop(guard);
     match result {
         Ok(Some(seq)) => {
             let Ok(handle) = tokio::runtime::Handle::try_current() else {
                 // No runtime (shutting down): sync right here.
-                let result = db.wal.sync_blocking(seq);
-                for waiter in waiters {
-                    let _ = waiter.send(result.clone());
-                }
+                end.finish(&db.wal.sync_blocking(seq));
                 return;
             };
             let db = db.clone();
             handle.spawn(async move {
-                let result = db.wal.sync_to(seq).await;
-                for waiter in waiters {
-                    let _ = waiter.send(result.clone());
-                }
+                end.finish(&db.wal.sync_to(seq).await);
                 // Batches held back while this sync ran (see `release_writer`) go now.
                 let ticket = QueueTicket::new(&db);
                 let guard = db.writer.clone().lock_owned().await;
@@ -442,16 +509,8 @@ fn flush_writer(db: &Arc<SqliteDb>, mut guard: OwnedMutexGuard<Writer>) {
                 release_writer(&db, guard);
             });
         }
-        Ok(None) => {
-            for waiter in waiters {
-                let _ = waiter.send(Ok(()));
-            }
-        }
-        Err(e) => {
-            for waiter in waiters {
-                let _ = waiter.send(Err(e.clone()));
-            }
-        }
+        Ok(None) => end.finish(&Ok(())),
+        Err(e) => end.finish(&Err(e)),
     }
 }
 
@@ -516,6 +575,8 @@ impl Drop for QueueTicket {
 
 impl SqliteDb {
     fn new(conn: rusqlite::Connection, path: Option<String>, cache: Arc<ConfigCache>) -> Arc<Self> {
+        // In-memory databases have no snapshot readers, so nothing would ever fill it.
+        let instances = path.as_ref().map(|_| Arc::new(InstanceCache::default()));
         let db = Arc::new(Self {
             writer: Arc::new(Mutex::new(Writer {
                 conn,
@@ -524,13 +585,17 @@ impl SqliteDb {
                 batch_config: false,
                 batch_len: 0,
                 waiters: Vec::new(),
+                batch_instance_keys: Vec::new(),
+                batch_instances_all: 0,
+                config: cache,
+                instances: instances.clone(),
             })),
             queued: AtomicUsize::new(0),
             readers: std::sync::Mutex::new(Vec::new()),
             snapshot_readers: std::sync::Mutex::new(Vec::new()),
             wal: Arc::new(WalSync::new(path.as_deref())),
             path,
-            cache,
+            instances,
         });
         spawn_checkpointer(&db);
         db
@@ -583,15 +648,13 @@ impl SqliteDb {
     async fn idle_writer(self: &Arc<Self>) -> Result<OwnedMutexGuard<Writer>, StoreError> {
         let mut guard = self.lock_writer().await;
         if guard.batch_open {
-            let (result, waiters) = guard.commit_batch(&self.wal, &self.cache);
+            let (result, end) = guard.commit_batch(&self.wal);
             let result = match result {
                 Ok(Some(seq)) => self.wal.sync_to(seq).await,
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
             };
-            for waiter in waiters {
-                let _ = waiter.send(result.clone());
-            }
+            end.finish(&result);
         }
         Ok(guard)
     }
@@ -781,11 +844,16 @@ impl Db {
                 // costs a round trip per query and drops the server-side prepared
                 // statements, which made the statement cache useless. Transactions are
                 // ended by mysql_async itself; the store keeps no other session state.
+                // Idle connections are kept (up to the maximum) for a minute: with a zero idle
+                // TTL mysql_async keeps only `min` idle connections and closes every other one
+                // it gets back, so under concurrency nearly every query paid a new connection
+                // (TCP + handshake + socket reconnect + init statements).
                 .pool_opts(
                     mysql_async::PoolOpts::default()
                         .with_constraints(
-                            mysql_async::PoolConstraints::new(1, 48).unwrap_or_default(),
+                            mysql_async::PoolConstraints::new(2, 48).unwrap_or_default(),
                         )
+                        .with_inactive_connection_ttl(Duration::from_secs(60))
                         .with_reset_connection(false),
                 )
                 .stmt_cache_size(256)
@@ -812,6 +880,14 @@ impl Db {
         match self {
             Self::Sqlite(..) => Dialect::Sqlite,
             Self::Mysql(..) => Dialect::Mysql,
+        }
+    }
+
+    /// The instance-row cache: SQLite file databases only (see `store::instance_cache`).
+    pub fn instance_cache(&self) -> Option<&Arc<InstanceCache>> {
+        match self {
+            Self::Sqlite(db, _) => db.instances.as_ref(),
+            Self::Mysql(..) => None,
         }
     }
 
@@ -924,6 +1000,9 @@ impl Db {
         };
         // A script may change anything.
         self.cache().bump();
+        if let Some(instances) = self.instance_cache() {
+            instances.clear();
+        }
         result
     }
 
@@ -961,6 +1040,10 @@ impl Db {
             inner,
             cache,
             config_dirty: false,
+            instance_key: None,
+            instance_marked: false,
+            instances_all_marked: false,
+            last_seen_only: false,
             memo: TxMemo::default(),
         })
     }
@@ -984,21 +1067,13 @@ impl Db {
                         conn
                     }
                 };
-                let mut snapshot = Snapshot {
+                Ok(Some(Snapshot {
                     inner: SnapshotInner::Sqlite {
                         db: db.clone(),
                         conn: Some(conn),
                     },
                     cache: cache.clone(),
-                };
-                if let SnapshotInner::Sqlite {
-                    conn: Some(conn), ..
-                } = &mut snapshot.inner
-                {
-                    // One read transaction: every statement of the snapshot sees the same state.
-                    run_cached(conn, "BEGIN").map_err(map_sqlite_error)?;
-                }
-                Ok(Some(snapshot))
+                }))
             }
             Self::Mysql(pool, cache) => {
                 let conn = pool.get_conn().await.map_err(map_mysql_error)?;
@@ -1065,11 +1140,11 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
 
 /// Read-only access for the Omaha fast path: no write lock, no transaction to commit.
 ///
-/// SQLite: a read transaction on a pooled reader connection, run inline on the async worker
-/// (the reads are a few index lookups; a thread hop would cost more than they do), so all its
-/// statements see one committed state. MySQL: one pooled connection, autocommit reads (each
-/// statement is its own consistent read; callers put what must agree into one statement).
-/// It never sees another caller's uncommitted work, and writes are refused.
+/// SQLite: a pooled reader connection, run inline on the async worker (the reads are a few
+/// index lookups; a thread hop would cost more than they do). MySQL: one pooled connection.
+/// On both, each statement is its own consistent read of committed data (no transaction
+/// around them: BEGIN and COMMIT would cost as much as the reads); callers put what must agree
+/// into one statement. It never sees another caller's uncommitted work; writes are refused.
 pub struct Snapshot {
     inner: SnapshotInner,
     cache: Arc<ConfigCache>,
@@ -1125,9 +1200,8 @@ impl Drop for Snapshot {
             let Some(conn) = conn.take() else {
                 return;
             };
-            // Ends the read transaction; a connection in a bad state is not pooled again.
-            if run_cached(&conn, "COMMIT").is_err() && !conn.is_autocommit() {
-                return;
+            if !conn.is_autocommit() {
+                return; // not pooled in a state it should never be in
             }
             if let Ok(mut pool) = db.snapshot_readers.lock() {
                 if pool.len() < SQLITE_SNAPSHOT_READERS {
@@ -1154,6 +1228,14 @@ pub struct Tx {
     cache: Arc<ConfigCache>,
     /// A configuration table was written: the cache is invalidated again when the transaction ends.
     config_dirty: bool,
+    /// (application id, instance id) this transaction's instance-table writes are about (the
+    /// Omaha check's instance); None: they may be about any instance.
+    instance_key: Option<InstanceKeyOwned>,
+    /// The instance cache was told about this transaction's writes (see [`Tx::mark_instance_writes`]).
+    instance_marked: bool,
+    instances_all_marked: bool,
+    /// Its instance-table writes only set "last seen" (see [`Tx::writes_only_last_seen`]).
+    last_seen_only: bool,
     pub memo: TxMemo,
 }
 
@@ -1293,8 +1375,61 @@ impl Tx {
         }
     }
 
+    /// Declares that this transaction's writes to the instance tables are all about one
+    /// instance (the Omaha check's), so the instance cache forgets only that one.
+    pub fn set_instance_key(&mut self, app_id: &str, instance_id: &str) {
+        if self.instance_key.is_none() {
+            self.instance_key = Some((app_id.to_string(), instance_id.to_string()));
+        }
+    }
+
+    /// Declares that this transaction's instance-table writes only move "last seen" forward
+    /// (`store::last_seen`): the instance cache keeps its entries, whose older "last seen" can
+    /// only make a check record one again, never skip a write.
+    pub fn writes_only_last_seen(&mut self) {
+        self.last_seen_only = true;
+    }
+
+    /// SQLite: before a statement that writes instance rows (or configuration, which cascades
+    /// into them) runs, the instance cache marks them pending, and the batch remembers to
+    /// settle them once it is durable (see `store::instance_cache`).
+    fn mark_instance_writes(&mut self, sql: &str) {
+        let TxInner::Sqlite(tx) = &mut self.inner else {
+            return;
+        };
+        let Some(guard) = tx.guard.as_mut() else {
+            return;
+        };
+        let Some(cache) = guard.instances.clone() else {
+            return;
+        };
+        let config = touches_config(sql);
+        if !config && (self.last_seen_only || !touches_instances(sql)) {
+            return;
+        }
+        match (&self.instance_key, config) {
+            (Some((app_id, instance_id)), false) => {
+                if !self.instance_marked {
+                    cache.mark_pending(app_id, instance_id);
+                    guard
+                        .batch_instance_keys
+                        .push((app_id.clone(), instance_id.clone()));
+                    self.instance_marked = true;
+                }
+            }
+            _ => {
+                if !self.instances_all_marked {
+                    cache.mark_all_pending();
+                    guard.batch_instances_all += 1;
+                    self.instances_all_marked = true;
+                }
+            }
+        }
+    }
+
     pub async fn exec(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
         self.memo.instance = None;
+        self.mark_instance_writes(sql);
         if !self.config_dirty && touches_config(sql) {
             self.config_dirty = true;
             self.cache.bump();

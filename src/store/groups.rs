@@ -194,12 +194,15 @@ impl Store {
         &self,
         app_id: &str,
         track: &str,
-    ) -> Result<Option<Group>, StoreError> {
+    ) -> Result<Option<std::sync::Arc<Group>>, StoreError> {
         let generation = self.config_generation().await?;
         if let Some(hit) = self.db().cache().group(app_id, track, generation) {
             return Ok(hit);
         }
-        let group = self.load_group_for_track(app_id, track).await?;
+        let group = self
+            .load_group_for_track(app_id, track)
+            .await?
+            .map(std::sync::Arc::new);
         self.db()
             .cache()
             .put_group(app_id, track, generation, group.clone());

@@ -11,7 +11,9 @@ pub mod dashboard;
 pub mod db;
 pub mod floors;
 pub mod groups;
+pub mod instance_cache;
 pub mod instances;
+pub mod last_seen;
 pub mod migrate;
 pub mod packages;
 pub mod rollout;
@@ -58,6 +60,8 @@ pub const ACTIVE_WINDOW_MS: i64 = 86_400_000;
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    /// "Last seen" of settled instances, written in batches (see [`last_seen`]).
+    last_seen: std::sync::Arc<last_seen::LastSeen>,
 }
 
 impl Store {
@@ -73,11 +77,16 @@ impl Store {
         let url = DatabaseUrl::parse(url)?;
         Ok(Self {
             db: Db::connect(&url).await?,
+            last_seen: Default::default(),
         })
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    pub(crate) fn last_seen(&self) -> &last_seen::LastSeen {
+        &self.last_seen
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -110,6 +119,20 @@ impl Store {
 
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         self.db.begin().await
+    }
+
+    /// The instance-row cache (SQLite file databases; see [`instance_cache`]).
+    pub fn instance_cache(&self) -> Option<&std::sync::Arc<instance_cache::InstanceCache>> {
+        self.db.instance_cache()
+    }
+
+    /// Proves the database answers (`SELECT 1`), as cheaply as the backend allows: on a
+    /// snapshot reader where there is one (the health check runs often).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self.snapshot().await? {
+            Some(mut snapshot) => snapshot.query("SELECT 1", Vec::new()).await.map(|_| ()),
+            None => self.db.query("SELECT 1", Vec::new()).await.map(|_| ()),
+        }
     }
 
     /// A read-only snapshot for short reads on the request path (None where the backend has

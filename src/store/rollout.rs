@@ -4,14 +4,12 @@
 
 use std::sync::Arc;
 
-use super::cache::ConfigCache;
+use super::cache::{ChannelTarget, ConfigCache};
 use super::db::Snapshot;
 use super::groups::{group_from_row, GROUP_COLUMN_COUNT, GROUP_SELECT_COLUMNS};
 use super::packages::load_packages;
 use super::{Dialect, Queryable, Row, Store, StoreError, Tx, ACTIVE_WINDOW_MS};
-use crate::domain::{
-    ActivityClass, Group, InstanceStatus, NewActivity, Package, RolloutPolicy, Version,
-};
+use crate::domain::{ActivityClass, Group, InstanceStatus, NewActivity, RolloutPolicy, Version};
 use crate::rollout::Counters;
 use crate::sql_params;
 
@@ -29,6 +27,31 @@ pub struct InstanceAppState {
 }
 
 impl InstanceAppState {
+    pub fn status(&self) -> Option<InstanceStatus> {
+        self.status.and_then(InstanceStatus::from_code)
+    }
+
+    pub fn fields(&self) -> RolloutFields<'_> {
+        RolloutFields {
+            status: self.status,
+            update_in_progress: self.update_in_progress,
+            last_update_version: self.last_update_version.as_deref(),
+            last_update_granted_ts: self.last_update_granted_ts,
+        }
+    }
+}
+
+/// The rollout fields of an instance's row that the update decision reads, borrowed from the
+/// row as read ([`InstanceAppState`]) or as cached (`store::instance_cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutFields<'a> {
+    pub status: Option<i64>,
+    pub update_in_progress: bool,
+    pub last_update_version: Option<&'a str>,
+    pub last_update_granted_ts: Option<i64>,
+}
+
+impl RolloutFields<'_> {
     pub fn status(&self) -> Option<InstanceStatus> {
         self.status.and_then(InstanceStatus::from_code)
     }
@@ -76,34 +99,58 @@ impl StoredInstance {
         }))
     }
 
-    /// What registering `reg` now would write: (the instance row, the instance-application row).
-    /// A check within [`LAST_SEEN_RESOLUTION_MS`] of the last recorded one, with nothing else
-    /// changed, writes neither.
-    pub fn registration_changes(&self, reg: &Registration, now: i64) -> (bool, bool) {
-        let instance_changed = self.ip != reg.ip
-            || self.oem != reg.oem
-            || self.aleph_version != reg.aleph_version
-            || (!reg.alias.is_empty() && self.alias != reg.alias);
-        let last_check = self.last_check_for_updates;
-        let app_changed = self.state.group_id.as_deref() != Some(reg.group_id.as_str())
-            || self.state.version != reg.version
-            || now < last_check
-            || now - last_check >= LAST_SEEN_RESOLUTION_MS;
-        (instance_changed, app_changed)
+    /// What registering `reg` now would change.
+    pub fn registration_changes(&self, reg: &Registration<'_>, now: i64) -> RegistrationDiff {
+        RegistrationDiff::new(
+            self.ip != reg.ip
+                || self.oem != reg.oem
+                || self.aleph_version != reg.aleph_version
+                || (!reg.alias.is_empty() && self.alias != reg.alias),
+            self.state.group_id.as_deref() != Some(reg.group_id)
+                || self.state.version != reg.version,
+            self.last_check_for_updates,
+            now,
+        )
+    }
+}
+
+/// What registering a request would change in the stored rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrationDiff {
+    /// IP, OEM, aleph version or (when given) alias differ: the instance row.
+    pub instance: bool,
+    /// Group or version differ, or the clock went back: the instance-application row.
+    pub app: bool,
+    /// Nothing else, but "last seen" is [`LAST_SEEN_RESOLUTION_MS`] old or more.
+    pub last_seen: bool,
+}
+
+impl RegistrationDiff {
+    pub fn new(instance: bool, app: bool, last_check: i64, now: i64) -> Self {
+        Self {
+            instance,
+            app: app || now < last_check,
+            last_seen: now - last_check >= LAST_SEEN_RESOLUTION_MS,
+        }
+    }
+
+    /// Nothing to write (a check within [`LAST_SEEN_RESOLUTION_MS`] with the same attributes).
+    pub fn is_none(&self) -> bool {
+        !(self.instance || self.app || self.last_seen)
     }
 }
 
 /// What an Omaha request tells us about the instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registration {
-    pub instance_id: String,
-    pub app_id: String,
-    pub group_id: String,
-    pub ip: String,
-    pub alias: String,
-    pub oem: String,
-    pub aleph_version: String,
-    pub version: String,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration<'a> {
+    pub instance_id: &'a str,
+    pub app_id: &'a str,
+    pub group_id: &'a str,
+    pub ip: &'a str,
+    pub alias: &'a str,
+    pub oem: &'a str,
+    pub aleph_version: &'a str,
+    pub version: &'a str,
 }
 
 /// Identifies the instance-application row a write is about.
@@ -243,20 +290,21 @@ pub async fn check_view(
 pub async fn channel_target<Q: CheckReads>(
     tx: &mut Q,
     channel_id: &str,
-) -> Result<Option<(Package, bool)>, StoreError> {
+) -> Result<ChannelTarget, StoreError> {
     let generation = tx.config_cache().generation();
     if let Some(hit) = tx.config_cache().target(channel_id, generation) {
         return Ok(hit);
     }
-    let packages = load_packages(
+    // Boxed: a cache miss is rare, and its future would enlarge every check's.
+    let packages = Box::pin(load_packages(
         tx,
         "p.id = (SELECT package_id FROM channels WHERE id = ?)",
         sql_params![channel_id],
-    )
+    ))
     .await?;
     let target = packages.into_iter().next().map(|p| {
         let blacklisted = p.channels_blacklist.iter().any(|c| c == channel_id);
-        (p, blacklisted)
+        Arc::new((p, blacklisted))
     });
     tx.config_cache()
         .put_target(channel_id, generation, target.clone());
@@ -290,6 +338,8 @@ pub async fn instance_app(
         None => None,
     };
     let state = stored.as_ref().map(|s| s.state.clone());
+    // Every write to the instance tables in this transaction is about this instance.
+    tx.set_instance_key(app_id, instance_id);
     // Registration right after this read compares against it instead of writing blindly.
     tx.memo.instance = Some((instance_id.to_string(), app_id.to_string(), stored));
     Ok(state)
@@ -297,19 +347,20 @@ pub async fn instance_app(
 
 /// What registration would change, judged from the row [`instance_app`] read in this
 /// transaction (None: unknown, write everything).
-fn registration_changes(tx: &mut Tx, reg: &Registration, now: i64) -> Option<(bool, bool)> {
+fn registration_changes(tx: &mut Tx, reg: &Registration<'_>, now: i64) -> Option<(bool, bool)> {
     let (instance_id, app_id, stored) = tx.memo.instance.take()?;
     if instance_id != reg.instance_id || app_id != reg.app_id {
         return None;
     }
-    Some(stored?.registration_changes(reg, now))
+    let diff = stored?.registration_changes(reg, now);
+    Some((diff.instance, diff.app || diff.last_seen))
 }
 
 /// Creates or refreshes the instance and its application row (version, group, last check).
 ///
 /// Rows that would not change are not written: an instance checking again with the same
 /// attributes within [`LAST_SEEN_RESOLUTION_MS`] costs no write at all.
-pub async fn register(tx: &mut Tx, reg: &Registration, now: i64) -> Result<(), StoreError> {
+pub async fn register(tx: &mut Tx, reg: &Registration<'_>, now: i64) -> Result<(), StoreError> {
     let (write_instance, write_app) = registration_changes(tx, reg, now).unwrap_or((true, true));
     let (instance_sql, app_sql) = match tx.dialect() {
         Dialect::Sqlite => (
@@ -336,11 +387,11 @@ pub async fn register(tx: &mut Tx, reg: &Registration, now: i64) -> Result<(), S
         tx.exec(
             instance_sql,
             sql_params![
-                &reg.instance_id,
-                &reg.ip,
-                &reg.alias,
-                &reg.oem,
-                &reg.aleph_version,
+                reg.instance_id,
+                reg.ip,
+                reg.alias,
+                reg.oem,
+                reg.aleph_version,
                 now
             ],
         )
@@ -351,14 +402,14 @@ pub async fn register(tx: &mut Tx, reg: &Registration, now: i64) -> Result<(), S
     }
     // MySQL: the foreign-key check of this write takes a shared lock on the group row; taking the
     // exclusive lock first means no transaction ever upgrades (the upgrade deadlocks).
-    ensure_group_locked(tx, &reg.group_id).await?;
+    ensure_group_locked(tx, reg.group_id).await?;
     tx.exec(
         app_sql,
         sql_params![
-            &reg.instance_id,
-            &reg.app_id,
-            &reg.group_id,
-            &reg.version,
+            reg.instance_id,
+            reg.app_id,
+            reg.group_id,
+            reg.version,
             now,
             now
         ],
