@@ -13,6 +13,7 @@ SCENARIOS = [
     ("noop", "noop: `GET /v1.0/health` (ceiling of this machine and HTTP stack)"),
     ("omaha", "omaha-check, {machines} machines"),
     ("omaha100k", "omaha-check, {machines_large} machines"),
+    ("rollout", "omaha-rollout: {machines_large} new machines from their first check (every request writes)"),
     ("rest", "rest: group page JSON with stats"),
     ("webhook", "webhook: Docker Hub + generic signed webhooks, each creating a package"),
 ]
@@ -63,12 +64,12 @@ def table(name, r, args, noop_rps):
     if "missing" in r:
         return f"Not measured: {r['missing']} (the endpoint is not on this build).\n"
     rps = float(r["rps"])
-    head = "| req/s | p50 | p90 | p99 | max | non-2xx | socket errors | server RSS (peak) | server CPU/req |"
-    sep = "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    head = "| req/s | p50 | p90 | p99 | max | non-2xx | socket errors | server RSS (peak) | server CPU/req | CPU stolen |"
+    sep = "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     row = (f"| {rps:,.0f} | {ms(r['p50_us'])} | {ms(r['p90_us'])} | {ms(r['p99_us'])} | {ms(r['max_us'])} "
            f"| {r['non2xx']} | {r['socket_errors']} | {int(r['rss_kb']) / 1024:.0f} MiB ({int(r['hwm_kb']) / 1024:.0f} MiB) "
-           f"| {r.get('cpu_us_per_req', '?')} µs |")
-    if name.startswith("omaha"):
+           f"| {r.get('cpu_us_per_req', '?')} µs | {r.get('steal_pct', '?')}% |")
+    if name in ("omaha", "omaha100k"):
         ratio = f"{100 * rps / noop_rps:.0f}%" if noop_rps else "n/a (noop not run)"
         head += " omaha/noop |"
         sep += "---:|"
@@ -107,11 +108,19 @@ def main():
         if name not in results:
             continue
         title = title.format(machines=f"{int(args.machines):,}", machines_large=f"{int(args.machines_large):,}")
-        meta = (f"_{now}, commit `{args.commit}`, {mode} run ({args.warmup} s warm-up excluded, {args.duration} s "
+        r = results[name]
+        if name == "rollout":
+            warmup = "no warm-up"
+        elif "lifecycle_s" in r:
+            warmup = (f"life-cycle warm-up excluded (every machine's first 5 checks, {r['lifecycle_s']} s), then "
+                      f"{args.warmup} s warm-up excluded")
+        else:
+            warmup = f"{args.warmup} s warm-up excluded"
+        meta = (f"_{now}, commit `{args.commit}`, {mode} run ({warmup}, {args.duration} s "
                 f"measured), wrk 1 thread × {args.connections} connections on CPU {args.wrk_cpus}, server on CPU "
                 f"{args.server_cpus}; {cpu_description()}._")
         body = f"#### {args.label}: {title}\n\n{meta}\n\n{table(name, results[name], args, noop_rps)}"
-        if name.startswith("omaha") and args.grant_check:
+        if name in ("omaha", "omaha100k", "rollout") and args.grant_check:
             body += f"\nGrants at the end of the run: {args.grant_check}.\n"
         blocks[name] = body
         print(body)

@@ -9,11 +9,11 @@ usage() {
   cat <<'EOF'
 Usage: bench/run.sh [options]
 
-  --quick               short run (< 2 minutes): 2 s warm-up, 8 s per scenario
+  --quick               short run (< 2 minutes): noop, omaha and webhook, 2 s warm-up, 8 s each
   --mysql [URL]         MariaDB/MySQL backend (default URL: $TEST_MYSQL_URL); a fresh database
                         is created for the run and dropped afterwards
-  --scenarios LIST      comma-separated subset of: noop,omaha,omaha100k,rest,webhook
-                        (default: all of them, in that order)
+  --scenarios LIST      comma-separated subset of: noop,omaha,omaha100k,rollout,rest,webhook
+                        (default: all of them, in that order; --quick: noop,omaha,webhook)
   --duration SECONDS    measured seconds per scenario (default 30, quick 8)
   --warmup SECONDS      unmeasured warm-up before each scenario (default 5, quick 2)
   --connections N       wrk connections (default 64)
@@ -38,7 +38,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BENCH_DIR="$ROOT/bench"
 QUICK=0
 MYSQL_URL=""
-SCENARIOS="noop,omaha,omaha100k,rest,webhook"
+SCENARIOS=""
 DURATION=""
 WARMUP=""
 CONNECTIONS=64
@@ -87,8 +87,11 @@ done
 if [ -z "$MYSQL_URL" ] && [ -n "${BENCH_MYSQL:-}" ]; then MYSQL_URL="${TEST_MYSQL_URL:-}"; fi
 if [ "$QUICK" = 1 ]; then
   DURATION="${DURATION:-8}"; WARMUP="${WARMUP:-2}"
+  # The 100,000-machine scenarios need minutes of writes to set up: full runs only.
+  SCENARIOS="${SCENARIOS:-noop,omaha,webhook}"
 else
   DURATION="${DURATION:-30}"; WARMUP="${WARMUP:-5}"
+  SCENARIOS="${SCENARIOS:-noop,omaha,omaha100k,rollout,rest,webhook}"
 fi
 BACKEND=sqlite
 [ -n "$MYSQL_URL" ] && BACKEND=mariadb
@@ -204,28 +207,62 @@ CLK_TCK=$(getconf CLK_TCK)
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status"; }
 
+# Machine-wide CPU time stolen by the hypervisor (ticks), and all CPU time: a VM that shares its
+# host loses throughput to other guests; the share during each measurement is reported.
+steal_ticks() { awk '/^cpu / {print $9}' /proc/stat; }
+total_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+
 declare -A RESULTS
 run_wrk() { # NAME SCRIPT URL [extra wrk args...]
   local name="$1" script="$2" url="$3"; shift 3
   if [ "$WARMUP" -gt 0 ]; then
     taskset -c "$WRK_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$script" "$@" "$url" >/dev/null 2>&1 || true
   fi
-  local out cpu_before cpu_after
-  cpu_before=$(cpu_ticks)
+  local out cpu_before cpu_after steal_before steal_after total_before total_after
+  cpu_before=$(cpu_ticks); steal_before=$(steal_ticks); total_before=$(total_ticks)
   out=$(taskset -c "$WRK_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s -s "$script" "$@" "$url" 2>&1)
-  cpu_after=$(cpu_ticks)
+  cpu_after=$(cpu_ticks); steal_after=$(steal_ticks); total_after=$(total_ticks)
+  local steal_pct=$(( (steal_after - steal_before) * 100 / ((total_after - total_before) > 0 ? (total_after - total_before) : 1) ))
   local line
   line=$(grep '^RESULT' <<<"$out" || true)
   [ -n "$line" ] || { echo "wrk failed for $name:" >&2; echo "$out" >&2; return 1; }
   local requests cpu_us
   requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")
   cpu_us=$(( (cpu_after - cpu_before) * 1000000 / CLK_TCK / (requests > 0 ? requests : 1) ))
-  RESULTS[$name]="$line rss_kb=$(rss_kb) hwm_kb=$(hwm_kb) cpu_us_per_req=$cpu_us"
-  echo "   $name: $line rss_kb=$(rss_kb) cpu_us_per_req=$cpu_us"
+  RESULTS[$name]="$line rss_kb=$(rss_kb) hwm_kb=$(hwm_kb) cpu_us_per_req=$cpu_us steal_pct=$steal_pct"
+  echo "   $name: $line rss_kb=$(rss_kb) cpu_us_per_req=$cpu_us steal=${steal_pct}%"
 }
 
 field() { # RESULT_LINE KEY
   sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" <<<"$1"
+}
+
+# Omaha checks the server answered so far (its own counter, all paths).
+checks_served() {
+  curl -fsS "${AUTH[@]}" "$BASE/metrics" | awk '/^rollbridge_omaha_checks_total/ {s += $2} END {printf "%d", s}'
+}
+
+# Walks every machine of a fleet through its first LIFECYCLE_VISITS checks (registration, grant,
+# download events, completion) before a scenario measures its steady state: the measured run
+# continues each machine's life cycle from there (BENCH_VISIT_OFFSET), so the 10,000- and the
+# 100,000-machine figures measure the same mix. wrk has no request limit, so it runs until the
+# server has answered enough checks and is stopped then.
+LIFECYCLE_VISITS=5
+lifecycle_warmup() { # MACHINES PREFIX
+  local machines="$1" prefix="$2" start target started
+  start=$(checks_served)
+  target=$((start + LIFECYCLE_VISITS * machines + CONNECTIONS))
+  started=$(date +%s)
+  BENCH_MACHINES="$machines" BENCH_MACHINE_PREFIX="$prefix" BENCH_VISIT_OFFSET=0 taskset -c "$WRK_CPUS" \
+    wrk -t1 -c"$CONNECTIONS" -d900s --timeout 5s -s "$BENCH_DIR/omaha.lua" "$BASE/v1/update/" >/dev/null 2>&1 &
+  local wrk_pid=$!
+  while kill -0 "$wrk_pid" 2>/dev/null; do
+    sleep 0.5
+    [ "$(checks_served)" -ge "$target" ] && break
+  done
+  kill "$wrk_pid" 2>/dev/null || true; wait "$wrk_pid" 2>/dev/null || true
+  LIFECYCLE_SECONDS=$(( $(date +%s) - started ))
+  echo "   life-cycle warm-up: $machines machines x $LIFECYCLE_VISITS checks in ${LIFECYCLE_SECONDS}s"
 }
 
 NOTES=()
@@ -237,10 +274,24 @@ for scenario in "${WANT[@]}"; do
       run_wrk noop "$BENCH_DIR/get.lua" "$BASE/v1.0/health" ;;
     omaha)
       echo "== omaha-check: $MACHINES machines"
-      BENCH_MACHINES="$MACHINES" BENCH_MACHINE_PREFIX=a run_wrk omaha "$BENCH_DIR/omaha.lua" "$BASE/v1/update/" ;;
+      lifecycle_warmup "$MACHINES" a
+      BENCH_MACHINES="$MACHINES" BENCH_MACHINE_PREFIX=a BENCH_VISIT_OFFSET=$LIFECYCLE_VISITS \
+        run_wrk omaha "$BENCH_DIR/omaha.lua" "$BASE/v1/update/"
+      RESULTS[omaha]="${RESULTS[omaha]} lifecycle_s=$LIFECYCLE_SECONDS" ;;
     omaha100k)
       echo "== omaha-check: $MACHINES_LARGE machines"
-      BENCH_MACHINES="$MACHINES_LARGE" BENCH_MACHINE_PREFIX=b run_wrk omaha100k "$BENCH_DIR/omaha.lua" "$BASE/v1/update/" ;;
+      lifecycle_warmup "$MACHINES_LARGE" b
+      BENCH_MACHINES="$MACHINES_LARGE" BENCH_MACHINE_PREFIX=b BENCH_VISIT_OFFSET=$LIFECYCLE_VISITS \
+        run_wrk omaha100k "$BENCH_DIR/omaha.lua" "$BASE/v1/update/"
+      RESULTS[omaha100k]="${RESULTS[omaha100k]} lifecycle_s=$LIFECYCLE_SECONDS" ;;
+    rollout)
+      # A rollout wave: machines never seen before, measured from their first check, so every
+      # request writes (registration + grant, download events, completion).
+      echo "== omaha-rollout: $MACHINES_LARGE new machines from their first check"
+      WARMUP_SAVED=$WARMUP; WARMUP=0
+      BENCH_MACHINES="$MACHINES_LARGE" BENCH_MACHINE_PREFIX=c BENCH_VISIT_OFFSET=0 \
+        run_wrk rollout "$BENCH_DIR/omaha.lua" "$BASE/v1/update/"
+      WARMUP=$WARMUP_SAVED ;;
     rest)
       # The group page's stats cover every active instance: make sure the fleet is there.
       have=$(api GET "/api/apps/$APP_ID/groups/$OPEN_GROUP" | jq '.instances_stats.total')

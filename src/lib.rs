@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod memory;
 pub mod omaha;
 pub mod rollout;
 pub mod sources;

@@ -8,8 +8,16 @@ use rollbridge::clock::Clock;
 use rollbridge::config::{BindingCommand, Cli, Command, TokenCommand, UserCommand};
 use rollbridge::store::Store;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    rollbridge::memory::tune_allocator();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     rollbridge::telemetry::init(cli.log_format);
     match cli.command {

@@ -5,24 +5,30 @@ use warp::{Filter, Rejection};
 
 use super::{authenticated, with_state, AppState};
 
+/// `GET /v1.0/health`: 200 when the database answers, 503 otherwise. The server answers it
+/// directly (load balancers poll it); the warp route answers the same way.
+pub async fn health(state: &AppState) -> Response {
+    // A trivial query proves the database answers, not only the process.
+    match state.store.ping().await {
+        Ok(()) => warp::reply::json(&serde_json::json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unavailable");
+            warp::reply::with_status(
+                warp::reply::json(
+                    &serde_json::json!({"status": "unavailable", "error": "database unavailable"}),
+                ),
+                warp::http::StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .into_response()
+        }
+    }
+}
+
 pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let health = warp::path!("v1.0" / "health")
         .and(warp::get())
         .and(with_state(state.clone()))
-        .then(|state: AppState| async move {
-            // A trivial query proves the database answers, not only the process.
-            match state.store.ping().await {
-                Ok(_) => warp::reply::json(&serde_json::json!({"status": "ok"})).into_response(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "health check: database unavailable");
-                    warp::reply::with_status(
-                        warp::reply::json(&serde_json::json!({"status": "unavailable", "error": "database unavailable"})),
-                        warp::http::StatusCode::SERVICE_UNAVAILABLE,
-                    )
-                    .into_response()
-                }
-            }
-        });
+        .then(|state: AppState| async move { health(&state).await });
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(authenticated(state.clone()))

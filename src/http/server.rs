@@ -1,8 +1,8 @@
 //! The HTTP/1.1 server: accepts connections until shutdown, then lets open connections finish
 //! (graceful), and routes each request. Omaha update checks (`POST /v1/update/`, nearly all of
-//! a fleet's traffic) are answered directly; every other request goes through the warp routes
-//! (`http::routes`). Both get the same request id, metrics and access log
-//! (`http::finish_response`).
+//! a fleet's traffic) and the health probe (`GET /v1.0/health`, polled by load balancers) are
+//! answered directly; every other request goes through the warp routes (`http::routes`). All get
+//! the same request id, metrics and access log (`http::finish_response`).
 //!
 //! Why not `warp::serve`: its filter tree costs more CPU per request than the whole Omaha answer
 //! from the read snapshot, and its HTTP/1-or-2 detection wraps every connection's reads. Plain
@@ -112,10 +112,34 @@ where
                 async move { Ok(omaha(state, request, peer).await) },
             ));
         }
+        if request.method() == Method::GET && request.uri().path() == "/v1.0/health" {
+            let state = self.state.clone();
+            return Either::Left(Box::pin(async move { Ok(health(state, request).await) }));
+        }
         request.extensions_mut().insert(PeerAddr(self.peer));
         let mut routes = self.routes.clone();
         Either::Right(routes.call(request))
     }
+}
+
+/// `GET /v1.0/health` without the filter tree: the same answer as the warp route.
+async fn health(state: AppState, request: Request<Incoming>) -> Response {
+    let started = Instant::now();
+    let id = request_id_from(
+        request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let response = super::ops::health(&state).await;
+    finish_response(
+        &state.metrics,
+        started,
+        &id,
+        &Method::GET,
+        "/v1.0/health",
+        response,
+    )
 }
 
 /// `POST /v1/update/` without the filter tree: the same answer as the warp route.

@@ -664,8 +664,13 @@ impl SqliteDb {
 /// checkpoints inside request commits.
 fn open_sqlite_writer(path: Option<&str>) -> Result<rusqlite::Connection, StoreError> {
     let conn = open_sqlite(path)?;
-    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;")
-        .map_err(map_sqlite_error)?;
+    // temp_store=MEMORY keeps the savepoint sub-journal in memory: every transaction of a batch
+    // is a savepoint, and on disk the sub-journal (which grows until the batch commits) cost a
+    // pwrite of every page each transaction touched.
+    conn.execute_batch(
+        "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA temp_store=MEMORY;",
+    )
+    .map_err(map_sqlite_error)?;
     conn.busy_timeout(Duration::ZERO)
         .map_err(map_sqlite_error)?;
     Ok(conn)

@@ -37,6 +37,7 @@ const PENDING: u64 = u64::MAX;
 
 /// The cached rows of one instance for one application: what the Omaha path's read-only
 /// decision needs. Fields it only compares for equality are kept as keyed hashes.
+/// Kept compact (72 bytes): a 100,000-machine fleet holds one per machine.
 #[derive(Debug, Clone)]
 pub struct CachedInstance {
     group: u64,
@@ -44,12 +45,17 @@ pub struct CachedInstance {
     /// ip, OEM and aleph version.
     attributes: u64,
     alias: u64,
-    pub status: Option<i64>,
-    pub update_in_progress: bool,
-    pub last_update_version: Option<Arc<str>>,
-    pub last_update_granted_ts: Option<i64>,
-    pub last_check_for_updates: i64,
+    last_update_version: Option<Arc<str>>,
+    /// [`NONE`] when there is none.
+    last_update_granted_ts: i64,
+    last_check_for_updates: i64,
+    /// Status code, [`NO_STATUS`] when there is none.
+    status: i8,
+    update_in_progress: bool,
 }
+
+const NONE: i64 = i64::MIN;
+const NO_STATUS: i8 = -1;
 
 impl CachedInstance {
     /// True when the instance's row is accounted to `group_id`.
@@ -76,10 +82,11 @@ impl CachedInstance {
 
     pub fn fields(&self) -> RolloutFields<'_> {
         RolloutFields {
-            status: self.status,
+            status: (self.status != NO_STATUS).then_some(i64::from(self.status)),
             update_in_progress: self.update_in_progress,
             last_update_version: self.last_update_version.as_deref(),
-            last_update_granted_ts: self.last_update_granted_ts,
+            last_update_granted_ts: (self.last_update_granted_ts != NONE)
+                .then_some(self.last_update_granted_ts),
         }
     }
 }
@@ -176,16 +183,24 @@ impl InstanceCache {
         let Some(group_id) = stored.state.group_id.as_deref() else {
             return;
         };
+        // Status codes are 1–8; anything else is not cached (the rows are read instead).
+        let status = match stored.state.status {
+            None => NO_STATUS,
+            Some(code) => match i8::try_from(code) {
+                Ok(code) if code >= 0 => code,
+                _ => return,
+            },
+        };
         let value = CachedInstance {
             group: self.hash(group_id),
             version: self.hash(&stored.state.version),
             attributes: self.attributes(&stored.ip, &stored.oem, &stored.aleph_version),
             alias: self.hash(&stored.alias),
-            status: stored.state.status,
-            update_in_progress: stored.state.update_in_progress,
             last_update_version: None,
-            last_update_granted_ts: stored.state.last_update_granted_ts,
+            last_update_granted_ts: stored.state.last_update_granted_ts.unwrap_or(NONE),
             last_check_for_updates: stored.last_check_for_updates,
+            status,
+            update_in_progress: stored.state.update_in_progress,
         };
         let Ok(mut inner) = self.inner.lock() else {
             return;

@@ -752,14 +752,21 @@ pub async fn any_active_behind(
             .map(|v| v < *target)
             .unwrap_or(true);
         if behind {
+            // The (group, version) index, named: the covering stats index (group, status,
+            // version, last check) looks cheaper to the planner but scans the whole group on
+            // every completion.
+            let sql = match tx.dialect() {
+                Dialect::Sqlite => {
+                    "SELECT 1 FROM instance_applications INDEXED BY idx_instance_applications_group_version \
+                     WHERE group_id = ? AND version = ? AND last_check_for_updates > ? LIMIT 1"
+                }
+                Dialect::Mysql => {
+                    "SELECT 1 FROM instance_applications FORCE INDEX (idx_instance_applications_group_version) \
+                     WHERE group_id = ? AND version = ? AND last_check_for_updates > ? LIMIT 1"
+                }
+            };
             let active = tx
-                .query(
-                    // `+` keeps the planner on the (group, version) index: the activity index
-                    // would scan every up-to-date instance before finding one behind.
-                    "SELECT 1 FROM instance_applications WHERE group_id = ? AND version = ? \
-                     AND +last_check_for_updates > ? LIMIT 1",
-                    sql_params![group_id, &version, now - ACTIVE_WINDOW_MS],
-                )
+                .query(sql, sql_params![group_id, &version, now - ACTIVE_WINDOW_MS])
                 .await?;
             if !active.is_empty() {
                 return Ok(true);
