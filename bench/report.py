@@ -16,6 +16,7 @@ SCENARIOS = [
     ("rollout", "omaha-rollout: {machines_large} new machines from their first check (every request writes)"),
     ("rest", "rest: group page JSON with stats"),
     ("webhook", "webhook: Docker Hub + generic signed webhooks, each creating a package"),
+    ("webhook_few", "webhook, a few senders: the same deliveries, writer not saturated"),
 ]
 
 
@@ -75,9 +76,9 @@ def table(name, r, args, noop_rps):
         sep += "---:|"
         row += f" {ratio} |"
     if name == "rest":
-        head += " instances | connections |"
-        sep += "---:|---:|"
-        row += f" {r.get('instances', '?')} | {r.get('connections', '?')} |"
+        head += " instances |"
+        sep += "---:|"
+        row += f" {r.get('instances', '?')} |"
     return "\n".join([head, sep, row]) + "\n"
 
 
@@ -117,7 +118,7 @@ def main():
         else:
             warmup = f"{args.warmup} s warm-up excluded"
         meta = (f"_{now}, commit `{args.commit}`, {mode} run ({warmup}, {args.duration} s "
-                f"measured), wrk 1 thread × {args.connections} connections on CPU {args.wrk_cpus}, server on CPU "
+                f"measured), wrk 1 thread × {r.get('connections', args.connections)} connections on CPU {args.wrk_cpus}, server on CPU "
                 f"{args.server_cpus}; {cpu_description()}._")
         body = f"#### {args.label}: {title}\n\n{meta}\n\n{table(name, results[name], args, noop_rps)}"
         if name in ("omaha", "omaha100k", "rollout") and args.grant_check:

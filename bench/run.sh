@@ -18,6 +18,8 @@ Usage: bench/run.sh [options]
   --warmup SECONDS      unmeasured warm-up before each scenario (default 5, quick 2)
   --connections N       wrk connections (default 64)
   --rest-connections N  wrk connections of the rest scenario (default 2: a few dashboard users)
+  --webhook-senders N   connections of the webhook scenario's second, latency run (default 4:
+                        a few CI pipelines delivering at once; the first run uses --connections)
   --machines N          machines of the omaha scenario (default 10000)
   --machines-large N    machines of the omaha100k scenario (default 100000)
   --no-build            use the existing release binary
@@ -43,6 +45,7 @@ DURATION=""
 WARMUP=""
 CONNECTIONS=64
 REST_CONNECTIONS=2
+WEBHOOK_SENDERS=4
 MACHINES=10000
 MACHINES_LARGE=100000
 BUILD=1
@@ -72,6 +75,7 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP="$2"; shift ;;
     --connections) CONNECTIONS="$2"; shift ;;
     --rest-connections) REST_CONNECTIONS="$2"; shift ;;
+    --webhook-senders) WEBHOOK_SENDERS="$2"; shift ;;
     --machines) MACHINES="$2"; shift ;;
     --machines-large) MACHINES_LARGE="$2"; shift ;;
     --no-build) BUILD=0 ;;
@@ -142,7 +146,11 @@ if [ -n "$MYSQL_URL" ]; then
   MYSQL_DB="rollbridge_bench_$(date +%s)_$$"
   # shellcheck disable=SC2046
   mysql $(mysql_cli "$MYSQL_URL") -e "CREATE DATABASE $MYSQL_DB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-  DB_URL="${MYSQL_URL%/*}/$MYSQL_DB"
+  # The URL's query string (e.g. ?pool_max=16) is kept; only the database name changes.
+  MYSQL_BASE="${MYSQL_URL%%\?*}"
+  MYSQL_QUERY=""
+  [[ "$MYSQL_URL" == *\?* ]] && MYSQL_QUERY="?${MYSQL_URL#*\?}"
+  DB_URL="${MYSQL_BASE%/*}/$MYSQL_DB$MYSQL_QUERY"
 else
   DB_URL="sqlite://$DATA/rollbridge.db"
 fi
@@ -229,7 +237,7 @@ run_wrk() { # NAME SCRIPT URL [extra wrk args...]
   local requests cpu_us
   requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")
   cpu_us=$(( (cpu_after - cpu_before) * 1000000 / CLK_TCK / (requests > 0 ? requests : 1) ))
-  RESULTS[$name]="$line rss_kb=$(rss_kb) hwm_kb=$(hwm_kb) cpu_us_per_req=$cpu_us steal_pct=$steal_pct"
+  RESULTS[$name]="$line rss_kb=$(rss_kb) hwm_kb=$(hwm_kb) cpu_us_per_req=$cpu_us steal_pct=$steal_pct connections=$CONNECTIONS"
   echo "   $name: $line rss_kb=$(rss_kb) cpu_us_per_req=$cpu_us steal=${steal_pct}%"
 }
 
@@ -310,9 +318,11 @@ for scenario in "${WANT[@]}"; do
       fi
       echo "== rest: GET group page with stats ($have instances in the group)"
       CONNECTIONS="$REST_CONNECTIONS" run_wrk rest "$BENCH_DIR/get.lua" "$BASE/api/apps/$APP_ID/groups/$OPEN_GROUP" -H "$AUTH_HEADER"
-      RESULTS[rest]="${RESULTS[rest]} instances=$have connections=$REST_CONNECTIONS" ;;
+      RESULTS[rest]="${RESULTS[rest]} instances=$have" ;;
     webhook)
       echo "== webhook: Docker Hub and generic signed webhooks"
+      # Two files of deliveries, each naming new versions (every delivery creates a package):
+      # one for the saturated run, one (newer versions, so promotions go on) for the latency run.
       python3 - "$WORK" "$WEBHOOK_SECRET" "$APP_NAME" 200000 <<'EOF'
 import hashlib, hmac, json, sys
 work, secret, app, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -333,10 +343,14 @@ def generic(version):
     sig = "sha256=" + hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
     return f"/v1.0/hooks/generic/bench\t{sig}\t{body}\n"
 
-with open(f"{work}/webhooks.txt", "w") as f:
-    for i in range(n):
-        version = f"{3 + i // 1000000}.{(i // 1000) % 1000}.{i % 1000}"
-        f.write(docker(version, i) if i % 2 == 0 else generic(version))
+def deliveries(path, first, count):
+    with open(path, "w") as f:
+        for i in range(first, first + count):
+            version = f"{3 + i // 1000000}.{(i // 1000) % 1000}.{i % 1000}"
+            f.write(docker(version, i) if i % 2 == 0 else generic(version))
+
+deliveries(f"{work}/webhooks.txt", 0, n)
+deliveries(f"{work}/webhooks-few.txt", 1000000, n)
 with open(f"{work}/probes.txt", "w") as f:
     f.write(docker("2.9.9", 0))
     f.write(generic("2.9.8"))
@@ -355,6 +369,11 @@ EOF
         RESULTS[webhook]="MISSING endpoint missing (404):$missing"
       else
         BENCH_WEBHOOK_FILE="$WORK/webhooks.txt" run_wrk webhook "$BENCH_DIR/webhook.lua" "$BASE"
+        # The same deliveries from a few senders at once: latency when the writer is not
+        # saturated (at 64 connections latency is queueing: connections / throughput).
+        echo "== webhook: $WEBHOOK_SENDERS senders"
+        BENCH_WEBHOOK_FILE="$WORK/webhooks-few.txt" CONNECTIONS="$WEBHOOK_SENDERS" \
+          run_wrk webhook_few "$BENCH_DIR/webhook.lua" "$BASE"
       fi ;;
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
   esac

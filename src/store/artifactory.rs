@@ -225,10 +225,10 @@ impl Store {
     /// Tries to become the polling replica. SQLite: always (one node). MySQL: `GET_LOCK(name, 0)`
     /// on a dedicated connection, kept while leading; `None` when another replica holds it.
     pub async fn try_poller_lock(&self, name: &str) -> Result<Option<PollerLock>, StoreError> {
-        let Some(pool) = self.db().mysql_pool() else {
+        let Some(conn) = self.db().mysql_dedicated_conn().await else {
             return Ok(Some(PollerLock::Single));
         };
-        let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
+        let mut conn = conn?;
         let got: Option<Option<i64>> = conn
             .exec_first("SELECT GET_LOCK(?, 0)", (name,))
             .await

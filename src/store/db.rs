@@ -660,6 +660,23 @@ impl SqliteDb {
     }
 }
 
+/// MySQL connections kept open when idle.
+const MYSQL_POOL_MIN: usize = 2;
+/// MySQL connections at most, per server process. More than the database's cores can run at
+/// once only adds context switches in the database; a request waiting for a connection waits in
+/// the pool's queue instead.
+const MYSQL_POOL_MAX: usize = 16;
+
+/// True when the URL's query string sets `pool_min` or `pool_max`.
+fn url_sets_pool_size(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+            key == "pool_min" || key == "pool_max"
+        })
+    })
+}
+
 /// The writer connection: no busy wait on the async worker, WAL synced by [`WalSync`], no
 /// checkpoints inside request commits.
 fn open_sqlite_writer(path: Option<&str>) -> Result<rusqlite::Connection, StoreError> {
@@ -814,7 +831,8 @@ fn mysql_row(row: mysql_async::Row) -> Row {
 #[derive(Clone)]
 pub enum Db {
     Sqlite(Arc<SqliteDb>, Arc<ConfigCache>),
-    Mysql(mysql_async::Pool, Arc<ConfigCache>),
+    /// The pool, the cache and the options (for connections outside the pool).
+    Mysql(mysql_async::Pool, Arc<ConfigCache>, mysql_async::Opts),
 }
 
 impl Db {
@@ -841,42 +859,44 @@ impl Db {
                 ))
             }
             DatabaseUrl::Mysql(url) => {
-                let opts = mysql_async::OptsBuilder::from_opts(
-                    mysql_async::Opts::from_url(url)
-                        .map_err(|e| StoreError::Config(format!("bad MySQL URL: {e}")))?,
-                )
-                // No COM_RESET_CONNECTION when a connection goes back to the pool: it
-                // costs a round trip per query and drops the server-side prepared
-                // statements, which made the statement cache useless. Transactions are
-                // ended by mysql_async itself; the store keeps no other session state.
-                // Idle connections are kept (up to the maximum) for a minute: with a zero idle
-                // TTL mysql_async keeps only `min` idle connections and closes every other one
-                // it gets back, so under concurrency nearly every query paid a new connection
-                // (TCP + handshake + socket reconnect + init statements).
-                .pool_opts(
-                    mysql_async::PoolOpts::default()
-                        .with_constraints(
-                            mysql_async::PoolConstraints::new(2, 48).unwrap_or_default(),
-                        )
-                        .with_inactive_connection_ttl(Duration::from_secs(60))
-                        .with_reset_connection(false),
-                )
-                .stmt_cache_size(256)
-                // READ COMMITTED for the whole session, so starting a transaction is one
-                // round trip instead of two (`SET TRANSACTION ...` + `START TRANSACTION`).
-                .init(vec![
-                    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
-                ]);
-                let pool = mysql_async::Pool::new(opts);
+                let url_opts = mysql_async::Opts::from_url(url)
+                    .map_err(|e| StoreError::Config(format!("bad MySQL URL: {e}")))?;
+                // `?pool_min=&pool_max=` in the URL win over the default size.
+                let constraints = if url_sets_pool_size(url) {
+                    url_opts.pool_opts().constraints()
+                } else {
+                    mysql_async::PoolConstraints::new(MYSQL_POOL_MIN, MYSQL_POOL_MAX)
+                        .unwrap_or_default()
+                };
+                let opts = mysql_async::OptsBuilder::from_opts(url_opts)
+                    // No COM_RESET_CONNECTION when a connection goes back to the pool: it
+                    // costs a round trip per query and drops the server-side prepared
+                    // statements, which made the statement cache useless. Transactions are
+                    // ended by mysql_async itself; the store keeps no other session state.
+                    // Idle connections are kept (up to the maximum) for a minute: with a zero idle
+                    // TTL mysql_async keeps only `min` idle connections and closes every other one
+                    // it gets back, so under concurrency nearly every query paid a new connection
+                    // (TCP + handshake + socket reconnect + init statements).
+                    .pool_opts(
+                        mysql_async::PoolOpts::default()
+                            .with_constraints(constraints)
+                            .with_inactive_connection_ttl(Duration::from_secs(60))
+                            .with_reset_connection(false),
+                    )
+                    .stmt_cache_size(256)
+                    // READ COMMITTED for the whole session, so starting a transaction is one
+                    // round trip instead of two (`SET TRANSACTION ...` + `START TRANSACTION`).
+                    // Strict mode on every connection: a value that does not fit is an error, not
+                    // a silently truncated row.
+                    .init(vec![
+                        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                        "SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_TRANS_TABLES')",
+                    ]);
+                let opts = mysql_async::Opts::from(opts);
+                let pool = mysql_async::Pool::new(opts.clone());
                 // Fail fast with a clear error when the server is unreachable.
-                let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
-                conn.query_drop(
-                    "SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_TRANS_TABLES')",
-                )
-                .await
-                .map_err(map_mysql_error)?;
-                drop(conn);
-                Ok(Self::Mysql(pool, cache))
+                drop(pool.get_conn().await.map_err(map_mysql_error)?);
+                Ok(Self::Mysql(pool, cache, opts))
             }
         }
     }
@@ -899,7 +919,7 @@ impl Db {
     /// The configuration cache shared by every clone of this handle.
     pub fn cache(&self) -> &Arc<ConfigCache> {
         match self {
-            Self::Sqlite(_, cache) | Self::Mysql(_, cache) => cache,
+            Self::Sqlite(_, cache) | Self::Mysql(_, cache, _) => cache,
         }
     }
 
@@ -933,7 +953,7 @@ impl Db {
                 .await
                 .map_err(join_error)?
             }
-            Self::Mysql(pool, _) => {
+            Self::Mysql(pool, _, _) => {
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
                 let rows: Vec<mysql_async::Row> = conn
                     .exec(sql, mysql_params(params))
@@ -947,7 +967,7 @@ impl Db {
     /// One write statement in its own transaction; returns the affected row count.
     pub async fn exec(&self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
         match self {
-            Self::Mysql(pool, _) if !touches_config(sql) => {
+            Self::Mysql(pool, _, _) if !touches_config(sql) => {
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
                 conn.exec_drop(sql, mysql_params(params))
                     .await
@@ -991,7 +1011,7 @@ impl Db {
                 .await
                 .map_err(join_error)?
             }
-            Self::Mysql(pool, _) => {
+            Self::Mysql(pool, _, _) => {
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
                 let mut result = Ok(());
                 for statement in split_statements(script) {
@@ -1031,7 +1051,7 @@ impl Db {
                     cache.clone(),
                 )
             }
-            Self::Mysql(pool, cache) => {
+            Self::Mysql(pool, cache, _) => {
                 // READ COMMITTED is the session's level (set when the connection was opened).
                 let opts = mysql_async::TxOpts::default();
                 let tx = pool
@@ -1080,7 +1100,7 @@ impl Db {
                     cache: cache.clone(),
                 }))
             }
-            Self::Mysql(pool, cache) => {
+            Self::Mysql(pool, cache, _) => {
                 let conn = pool.get_conn().await.map_err(map_mysql_error)?;
                 Ok(Some(Snapshot {
                     inner: SnapshotInner::Mysql(conn),
@@ -1090,17 +1110,30 @@ impl Db {
         }
     }
 
-    /// Runs `f` on a dedicated MySQL connection (advisory locks need one connection).
+    /// The MySQL pool (advisory locks held for a short while take one of its connections).
     pub fn mysql_pool(&self) -> Option<&mysql_async::Pool> {
         match self {
-            Self::Mysql(pool, _) => Some(pool),
+            Self::Mysql(pool, _, _) => Some(pool),
+            Self::Sqlite(..) => None,
+        }
+    }
+
+    /// A new MySQL connection outside the pool, for a lock held as long as the process runs
+    /// (which must not take one of the few connections requests share). `None` on SQLite.
+    pub async fn mysql_dedicated_conn(&self) -> Option<Result<mysql_async::Conn, StoreError>> {
+        match self {
+            Self::Mysql(_, _, opts) => Some(
+                mysql_async::Conn::new(opts.clone())
+                    .await
+                    .map_err(map_mysql_error),
+            ),
             Self::Sqlite(..) => None,
         }
     }
 
     pub async fn close(self) {
         match self {
-            Self::Mysql(pool, _) => {
+            Self::Mysql(pool, _, _) => {
                 let _ = pool.disconnect().await;
             }
             Self::Sqlite(db, _) => {
