@@ -1573,6 +1573,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pool_size_in_the_url_is_noticed() {
+        assert!(!url_sets_pool_size("mysql://u:p@h:3306/db"));
+        assert!(!url_sets_pool_size(
+            "mysql://u:p@h:3306/db?stmt_cache_size=10"
+        ));
+        assert!(url_sets_pool_size("mysql://u:p@h:3306/db?pool_max=8"));
+        assert!(url_sets_pool_size(
+            "mysql://u:p@h:3306/db?prefer_socket=false&pool_min=1"
+        ));
+        // A value that merely contains the name is not the key.
+        assert!(!url_sets_pool_size("mysql://u:p@h:3306/db?x=pool_max"));
+    }
+
+    #[test]
     fn database_urls_parse() {
         assert_eq!(
             DatabaseUrl::parse("sqlite://rollbridge.db").unwrap(),
