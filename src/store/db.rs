@@ -299,6 +299,35 @@ impl BatchEnd {
 /// how long other processes wait for the write lock under sustained load).
 const MAX_BATCH: usize = 256;
 
+/// WAL frames (pages) from which the writer restarts the WAL: 64 MiB of 4 KiB pages.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+/// The WAL file is truncated to this size when it restarts.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 << 20;
+/// How long a WAL restart waits for readers still reading frames of the old WAL.
+const WAL_RESTART_WAIT: Duration = Duration::from_millis(200);
+
+/// Restarts the WAL from the writer connection between batches (blocking: run it off the async
+/// workers). Why: the background checkpoints are PASSIVE, and a WAL is only reused from its start
+/// when a writer begins while every frame is checkpointed; under sustained writes that moment
+/// never comes, the WAL grows without bound (GiBs in the benchmark) and every page a reader
+/// looks up searches a longer WAL index. `RESTART` copies the few frames the checkpointer has not
+/// and waits (briefly) for readers to leave the old frames, so the next batch writes from the
+/// start; the writer lock is ours meanwhile, and callers queue as for any batch.
+fn restart_wal(conn: &rusqlite::Connection) {
+    let restarted = conn.busy_timeout(WAL_RESTART_WAIT).and_then(|()| {
+        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+            row.get::<_, i64>(0)
+        })
+    });
+    let _ = conn.busy_timeout(Duration::ZERO);
+    match restarted {
+        Ok(0) => tracing::debug!("SQLite WAL restarted"),
+        // Readers were still on the old frames: the checkpointer asks again later.
+        Ok(_) => tracing::debug!("SQLite WAL restart postponed: readers busy"),
+        Err(e) => tracing::warn!(error = %e, "SQLite WAL restart failed"),
+    }
+}
+
 const SQLITE_READERS: usize = 4;
 /// Snapshot readers kept open (one per async worker that may hold one at a time is plenty).
 const SQLITE_SNAPSHOT_READERS: usize = 16;
@@ -314,6 +343,9 @@ pub struct WalSync {
     syncing: Mutex<()>,
     in_flight: AtomicBool,
     file: std::sync::Mutex<Option<Arc<std::fs::File>>>,
+    /// Set by the checkpointer when the WAL holds [`WAL_RESTART_FRAMES`] or more: the writer
+    /// restarts it before its next batch (see [`restart_wal`]).
+    restart_wanted: AtomicBool,
 }
 
 impl WalSync {
@@ -325,6 +357,7 @@ impl WalSync {
             syncing: Mutex::new(()),
             in_flight: AtomicBool::new(false),
             file: std::sync::Mutex::new(None),
+            restart_wanted: AtomicBool::new(false),
         }
     }
 
@@ -427,8 +460,17 @@ fn spawn_checkpointer(db: &Arc<SqliteDb>) {
                 drop(db);
                 if committed != last {
                     last = committed;
-                    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
-                        tracing::warn!(error = %e, "SQLite checkpoint failed");
+                    // (busy, frames in the WAL, frames checkpointed)
+                    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                        row.get::<_, i64>(1)
+                    }) {
+                        Ok(frames) if frames >= WAL_RESTART_FRAMES => {
+                            if let Some(db) = weak.upgrade() {
+                                db.wal.restart_wanted.store(true, Ordering::SeqCst);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
                     }
                 }
             }
@@ -618,6 +660,14 @@ impl SqliteDb {
         if !guard.conn.is_autocommit() {
             let _ = guard.conn.execute_batch("ROLLBACK");
         }
+        if self.wal.restart_wanted.swap(false, Ordering::SeqCst) {
+            guard = tokio::task::spawn_blocking(move || {
+                restart_wal(&guard.conn);
+                guard
+            })
+            .await
+            .map_err(join_error)?;
+        }
         // The writer's busy timeout is zero: only another process can hold the lock, and then
         // the wait happens on a blocking thread.
         match guard.conn.execute_batch("BEGIN IMMEDIATE") {
@@ -688,6 +738,9 @@ fn open_sqlite_writer(path: Option<&str>) -> Result<rusqlite::Connection, StoreE
         "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA temp_store=MEMORY;",
     )
     .map_err(map_sqlite_error)?;
+    // A restarted WAL gives its disk space back down to this size.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
+        .map_err(map_sqlite_error)?;
     conn.busy_timeout(Duration::ZERO)
         .map_err(map_sqlite_error)?;
     Ok(conn)
