@@ -30,7 +30,8 @@ Usage: bench/run.sh [options]
   -h, --help            this help
 
 Environment: CARGO_TARGET_DIR (where the release binary is built), RUST_LOG for the server
-(default "warn": the per-request access log is not part of what is measured),
+(default "warn": the per-request access log is not part of what is measured), BENCH_SERVER_LOG
+(keep the server's log in this file; by default it is removed with the run's temp dir),
 BENCH_DATA_DIR (where the SQLite temp dir is created, default ./target/bench-data — a
 disk-backed directory, so fsync costs what it costs in production).
 EOF
@@ -164,15 +165,16 @@ if "$BIN" serve --help 2>/dev/null | grep -q -- '--webhook-secret'; then
 fi
 
 echo "== starting server on $BASE ($BACKEND, cpus $SERVER_CPUS; wrk on cpus $WRK_CPUS)"
+SERVER_LOG="${BENCH_SERVER_LOG:-$WORK/server.log}"
 RUST_LOG="${RUST_LOG:-warn}" taskset -c "$SERVER_CPUS" "$BIN" serve --listen "127.0.0.1:$PORT" \
-  --database-url "$DB_URL" --admin-password admin "${EXTRA_ARGS[@]}" >"$WORK/server.log" 2>&1 &
+  --database-url "$DB_URL" --admin-password admin "${EXTRA_ARGS[@]}" >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
   curl -fsS "$BASE/v1.0/health" >/dev/null 2>&1 && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$SERVER_LOG" >&2; exit 1; }
   sleep 0.1
 done
-curl -fsS "$BASE/v1.0/health" >/dev/null || { echo "server did not start" >&2; cat "$WORK/server.log" >&2; exit 1; }
+curl -fsS "$BASE/v1.0/health" >/dev/null || { echo "server did not start" >&2; cat "$SERVER_LOG" >&2; exit 1; }
 
 AUTH=(-u admin:admin)
 AUTH_HEADER="Authorization: Basic $(printf admin:admin | base64)"

@@ -299,12 +299,16 @@ impl BatchEnd {
 /// how long other processes wait for the write lock under sustained load).
 const MAX_BATCH: usize = 256;
 
-/// WAL frames (pages) from which the writer restarts the WAL: 64 MiB of 4 KiB pages.
-const WAL_RESTART_FRAMES: i64 = 16_384;
+/// How often the background checkpointer copies new WAL frames into the database. Short, so
+/// that a WAL restart (which copies what is left under the writer lock) has little left to copy.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
+/// WAL frames (pages) from which the writer restarts the WAL: 128 MiB of 4 KiB pages.
+const WAL_RESTART_FRAMES: i64 = 32_768;
 /// The WAL file is truncated to this size when it restarts.
 const WAL_SIZE_LIMIT_BYTES: i64 = 64 << 20;
-/// How long a WAL restart waits for readers still reading frames of the old WAL.
-const WAL_RESTART_WAIT: Duration = Duration::from_millis(200);
+/// How long a WAL restart waits for readers still reading frames of the old WAL (their reads
+/// take microseconds; SQLite's busy handler retries after 1 ms, then 2, 5, ...).
+const WAL_RESTART_WAIT: Duration = Duration::from_millis(20);
 
 /// Restarts the WAL from the writer connection between batches (blocking: run it off the async
 /// workers). Why: the background checkpoints are PASSIVE, and a WAL is only reused from its start
@@ -312,8 +316,11 @@ const WAL_RESTART_WAIT: Duration = Duration::from_millis(200);
 /// never comes, the WAL grows without bound (GiBs in the benchmark) and every page a reader
 /// looks up searches a longer WAL index. `RESTART` copies the few frames the checkpointer has not
 /// and waits (briefly) for readers to leave the old frames, so the next batch writes from the
-/// start; the writer lock is ours meanwhile, and callers queue as for any batch.
+/// start; the writer lock is ours meanwhile, and callers queue as for any batch. The caller holds
+/// [`WalSync::checkpointing`], so the restart never waits in SQLite's busy handler for a
+/// background checkpoint (its sleeps grow to tens of milliseconds).
 fn restart_wal(conn: &rusqlite::Connection) {
+    let started = std::time::Instant::now();
     let restarted = conn.busy_timeout(WAL_RESTART_WAIT).and_then(|()| {
         conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
             row.get::<_, i64>(0)
@@ -321,9 +328,11 @@ fn restart_wal(conn: &rusqlite::Connection) {
     });
     let _ = conn.busy_timeout(Duration::ZERO);
     match restarted {
-        Ok(0) => tracing::debug!("SQLite WAL restarted"),
+        Ok(0) => tracing::debug!(elapsed = ?started.elapsed(), "SQLite WAL restarted"),
         // Readers were still on the old frames: the checkpointer asks again later.
-        Ok(_) => tracing::debug!("SQLite WAL restart postponed: readers busy"),
+        Ok(_) => {
+            tracing::debug!(elapsed = ?started.elapsed(), "SQLite WAL restart postponed: readers busy")
+        }
         Err(e) => tracing::warn!(error = %e, "SQLite WAL restart failed"),
     }
 }
@@ -346,6 +355,9 @@ pub struct WalSync {
     /// Set by the checkpointer when the WAL holds [`WAL_RESTART_FRAMES`] or more: the writer
     /// restarts it before its next batch (see [`restart_wal`]).
     restart_wanted: AtomicBool,
+    /// Held by whoever checkpoints (background checkpointer or the writer's restart), so that
+    /// they never wait for each other inside SQLite.
+    checkpointing: std::sync::Mutex<()>,
 }
 
 impl WalSync {
@@ -358,6 +370,7 @@ impl WalSync {
             in_flight: AtomicBool::new(false),
             file: std::sync::Mutex::new(None),
             restart_wanted: AtomicBool::new(false),
+            checkpointing: std::sync::Mutex::new(()),
         }
     }
 
@@ -444,6 +457,7 @@ fn spawn_checkpointer(db: &Arc<SqliteDb>) {
         return;
     };
     let weak = Arc::downgrade(db);
+    let wal = db.wal.clone();
     let spawned = std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
@@ -452,26 +466,29 @@ fn spawn_checkpointer(db: &Arc<SqliteDb>) {
             };
             let mut last = 0;
             loop {
-                std::thread::sleep(Duration::from_millis(200));
-                let Some(db) = weak.upgrade() else {
+                std::thread::sleep(CHECKPOINT_INTERVAL);
+                // Stops when the database handle is gone.
+                if weak.strong_count() == 0 {
                     return;
-                };
-                let committed = db.wal.committed.load(Ordering::SeqCst);
-                drop(db);
-                if committed != last {
-                    last = committed;
+                }
+                let committed = wal.committed.load(Ordering::SeqCst);
+                if committed == last {
+                    continue;
+                }
+                last = committed;
+                let checkpointed = {
+                    let _checkpointing = wal.checkpointing.lock();
                     // (busy, frames in the WAL, frames checkpointed)
-                    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
                         row.get::<_, i64>(1)
-                    }) {
-                        Ok(frames) if frames >= WAL_RESTART_FRAMES => {
-                            if let Some(db) = weak.upgrade() {
-                                db.wal.restart_wanted.store(true, Ordering::SeqCst);
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
+                    })
+                };
+                match checkpointed {
+                    Ok(frames) if frames >= WAL_RESTART_FRAMES => {
+                        wal.restart_wanted.store(true, Ordering::SeqCst);
                     }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
                 }
             }
         });
@@ -660,8 +677,13 @@ impl SqliteDb {
         if !guard.conn.is_autocommit() {
             let _ = guard.conn.execute_batch("ROLLBACK");
         }
-        if self.wal.restart_wanted.swap(false, Ordering::SeqCst) {
+        // Only when no background checkpoint runs (else at a later batch).
+        let checkpoint_idle = || self.wal.checkpointing.try_lock().is_ok();
+        if self.wal.restart_wanted.load(Ordering::SeqCst) && checkpoint_idle() {
+            self.wal.restart_wanted.store(false, Ordering::SeqCst);
+            let wal = self.wal.clone();
             guard = tokio::task::spawn_blocking(move || {
+                let _checkpointing = wal.checkpointing.lock();
                 restart_wal(&guard.conn);
                 guard
             })
