@@ -275,6 +275,16 @@ lifecycle_warmup() { # MACHINES PREFIX
   echo "   life-cycle warm-up: $machines machines x $LIFECYCLE_VISITS checks in ${LIFECYCLE_SECONDS}s"
 }
 
+# A fleet's steady state: every machine walked through its life cycle first, then measured.
+omaha_steady_state() { # NAME MACHINES PREFIX
+  local name="$1" machines="$2" prefix="$3"
+  echo "== omaha-check: $machines machines"
+  lifecycle_warmup "$machines" "$prefix"
+  BENCH_MACHINES="$machines" BENCH_MACHINE_PREFIX="$prefix" BENCH_VISIT_OFFSET=$LIFECYCLE_VISITS \
+    run_wrk "$name" "$BENCH_DIR/omaha.lua" "$BASE/v1/update/"
+  RESULTS[$name]="${RESULTS[$name]} lifecycle_s=$LIFECYCLE_SECONDS"
+}
+
 NOTES=()
 IFS=',' read -r -a WANT <<<"$SCENARIOS"
 for scenario in "${WANT[@]}"; do
@@ -282,18 +292,8 @@ for scenario in "${WANT[@]}"; do
     noop)
       echo "== noop: GET /v1.0/health"
       run_wrk noop "$BENCH_DIR/get.lua" "$BASE/v1.0/health" ;;
-    omaha)
-      echo "== omaha-check: $MACHINES machines"
-      lifecycle_warmup "$MACHINES" a
-      BENCH_MACHINES="$MACHINES" BENCH_MACHINE_PREFIX=a BENCH_VISIT_OFFSET=$LIFECYCLE_VISITS \
-        run_wrk omaha "$BENCH_DIR/omaha.lua" "$BASE/v1/update/"
-      RESULTS[omaha]="${RESULTS[omaha]} lifecycle_s=$LIFECYCLE_SECONDS" ;;
-    omaha100k)
-      echo "== omaha-check: $MACHINES_LARGE machines"
-      lifecycle_warmup "$MACHINES_LARGE" b
-      BENCH_MACHINES="$MACHINES_LARGE" BENCH_MACHINE_PREFIX=b BENCH_VISIT_OFFSET=$LIFECYCLE_VISITS \
-        run_wrk omaha100k "$BENCH_DIR/omaha.lua" "$BASE/v1/update/"
-      RESULTS[omaha100k]="${RESULTS[omaha100k]} lifecycle_s=$LIFECYCLE_SECONDS" ;;
+    omaha) omaha_steady_state omaha "$MACHINES" a ;;
+    omaha100k) omaha_steady_state omaha100k "$MACHINES_LARGE" b ;;
     rollout)
       # A rollout wave: machines never seen before, measured from their first check, so every
       # request writes (registration + grant, download events, completion).

@@ -678,8 +678,9 @@ impl SqliteDb {
             let _ = guard.conn.execute_batch("ROLLBACK");
         }
         // Only when no background checkpoint runs (else at a later batch).
-        let checkpoint_idle = || self.wal.checkpointing.try_lock().is_ok();
-        if self.wal.restart_wanted.load(Ordering::SeqCst) && checkpoint_idle() {
+        if self.wal.restart_wanted.load(Ordering::SeqCst)
+            && self.wal.checkpointing.try_lock().is_ok()
+        {
             self.wal.restart_wanted.store(false, Ordering::SeqCst);
             let wal = self.wal.clone();
             guard = tokio::task::spawn_blocking(move || {

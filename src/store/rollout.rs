@@ -755,14 +755,21 @@ pub async fn any_active_behind(
             // The (group, version) index, named: the covering stats index (group, status,
             // version, last check) looks cheaper to the planner but scans the whole group on
             // every completion.
+            macro_rules! active_on_version {
+                ($index_hint:literal) => {
+                    concat!(
+                        "SELECT 1 FROM instance_applications ",
+                        $index_hint,
+                        " WHERE group_id = ? AND version = ? AND last_check_for_updates > ? LIMIT 1"
+                    )
+                };
+            }
             let sql = match tx.dialect() {
                 Dialect::Sqlite => {
-                    "SELECT 1 FROM instance_applications INDEXED BY idx_instance_applications_group_version \
-                     WHERE group_id = ? AND version = ? AND last_check_for_updates > ? LIMIT 1"
+                    active_on_version!("INDEXED BY idx_instance_applications_group_version")
                 }
                 Dialect::Mysql => {
-                    "SELECT 1 FROM instance_applications FORCE INDEX (idx_instance_applications_group_version) \
-                     WHERE group_id = ? AND version = ? AND last_check_for_updates > ? LIMIT 1"
+                    active_on_version!("FORCE INDEX (idx_instance_applications_group_version)")
                 }
             };
             let active = tx
