@@ -594,6 +594,7 @@ async fn sustained_writes_keep_the_wal_bounded() {
     const BLOBS_PER_TRANSACTION: usize = 4;
     // 8 × 200 × 4 × 64 KiB = 400 MiB of pages written; the WAL restarts from 128 MiB.
     const WAL_BOUND: u64 = 192 << 20;
+    const WAL_RESTART_SIZE: u64 = 128 << 20;
 
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("wal.db");
@@ -612,6 +613,9 @@ async fn sustained_writes_keep_the_wal_bounded() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let largest_wal = Arc::new(AtomicU64::new(0));
+    // Smallest size seen once the WAL had reached the restart size: a restart must reuse the
+    // file's blocks, not give them back (truncating stalled the writer at every restart).
+    let smallest_after_restart = Arc::new(AtomicU64::new(u64::MAX));
     let mut background = Vec::new();
     for _ in 0..2 {
         let (store, stop) = (store.clone(), stop.clone());
@@ -627,11 +631,19 @@ async fn sustained_writes_keep_the_wal_bounded() {
         }));
     }
     {
-        let (stop, largest_wal, wal_path) = (stop.clone(), largest_wal.clone(), wal_path.clone());
+        let (stop, largest_wal, smallest, wal_path) = (
+            stop.clone(),
+            largest_wal.clone(),
+            smallest_after_restart.clone(),
+            wal_path.clone(),
+        );
         background.push(tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
                 if let Ok(meta) = std::fs::metadata(&wal_path) {
                     largest_wal.fetch_max(meta.len(), Ordering::SeqCst);
+                    if largest_wal.load(Ordering::SeqCst) >= WAL_RESTART_SIZE {
+                        smallest.fetch_min(meta.len(), Ordering::SeqCst);
+                    }
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
@@ -675,6 +687,17 @@ async fn sustained_writes_keep_the_wal_bounded() {
         largest < WAL_BOUND,
         "the WAL grew to {} MiB while 400 MiB of pages were written",
         largest >> 20
+    );
+    assert!(
+        largest >= WAL_RESTART_SIZE,
+        "the test must write enough for the WAL to restart (it reached {} MiB)",
+        largest >> 20
+    );
+    let smallest = smallest_after_restart.load(Ordering::SeqCst);
+    assert!(
+        smallest >= WAL_RESTART_SIZE,
+        "the WAL file was truncated to {} MiB after it restarted: its blocks should be reused",
+        smallest >> 20
     );
     let rows = store
         .db()

@@ -10,7 +10,7 @@ pub mod status;
 pub mod timezone;
 pub mod version;
 
-pub use ids::{new_id, normalize_uuid};
+pub use ids::{new_id, new_time_ordered_id, normalize_uuid};
 pub use interval::{format_interval, parse_interval};
 pub use model::*;
 pub use release::{

@@ -18,6 +18,7 @@ use crate::domain::{Artifact, SourceKind, User};
 use crate::sources::callback::{self, CallbackBody};
 use crate::sources::ingest::{self, IngestReport, Outcome};
 use crate::sources::{digest, dockerhub, generic, registry};
+use crate::telemetry::WarnThrottle;
 
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let s = || with_state(state.clone());
@@ -170,9 +171,15 @@ async fn dockerhub_hook(
                 CallbackBody::new(cb_state, &description),
             );
         } else {
-            tracing::warn!(
-                "Docker Hub callback_url host is not allowed (--callback-allow-host); not called"
-            );
+            // The URL comes from the (unsigned) body: one warning per interval, not per request.
+            static NOT_ALLOWED: WarnThrottle =
+                WarnThrottle::new(std::time::Duration::from_secs(10));
+            if let Some(also_refused) = NOT_ALLOWED.admit() {
+                tracing::warn!(
+                    also_refused,
+                    "Docker Hub callback_url host is not allowed (--callback-allow-host); not called"
+                );
+            }
         }
     }
     state.metrics.observe_release("dockerhub", cb_state);

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::telemetry::WarnThrottle;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CallbackBody {
     pub state: &'static str,
@@ -60,7 +62,14 @@ fn in_flight() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
 /// are already in flight this one is dropped with a warning (the release itself is stored).
 pub fn spawn(client: reqwest::Client, url: String, body: CallbackBody) {
     let Ok(permit) = in_flight().clone().try_acquire_owned() else {
-        tracing::warn!("Docker Hub callback dropped: {MAX_IN_FLIGHT} callbacks already in flight");
+        static DROPPED: WarnThrottle = WarnThrottle::new(Duration::from_secs(10));
+        if let Some(also_dropped) = DROPPED.admit() {
+            tracing::warn!(
+                also_dropped,
+                "Docker Hub callback dropped: {MAX_IN_FLIGHT} callbacks already in flight \
+                 (also_dropped: since the last such warning)"
+            );
+        }
         return;
     };
     tokio::spawn(async move {

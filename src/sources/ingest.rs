@@ -9,8 +9,8 @@ use tokio::sync::Notify;
 
 use crate::domain::release::{generated_version, version_from_tag, TagFilter};
 use crate::domain::{
-    new_id, ActivityClass, Application, Artifact, Binding, Channel, Package, PackageInput,
-    PackageType, Release, Severity, Version,
+    new_time_ordered_id, ActivityClass, Application, Artifact, Binding, Channel, Package,
+    PackageInput, PackageType, Release, Severity, Version,
 };
 use crate::store::sources::{self as sql, Delivery};
 use crate::store::{Store, StoreError, Tx};
@@ -171,7 +171,7 @@ async fn finish(
 ) -> Result<IngestReport, StoreError> {
     let first = results.first();
     let delivery = Delivery {
-        id: new_id(),
+        id: new_time_ordered_id(),
         source: release.source.as_str().to_string(),
         delivery_key: release.delivery_key.clone(),
         selector: release.selector.clone(),

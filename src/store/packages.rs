@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use super::{placeholders, Queryable, Row, Store, StoreError};
 use crate::domain::{
-    new_id, ActivityClass, Channel, ChannelFields, CoreosAction, CoreosActionFields, NewActivity,
-    Package, PackageFields, Severity, ValidationError, Version,
+    new_id, new_time_ordered_id, ActivityClass, Channel, ChannelFields, CoreosAction,
+    CoreosActionFields, NewActivity, Package, PackageFields, Severity, ValidationError, Version,
 };
 use crate::sql_params;
 
@@ -248,7 +248,7 @@ pub(crate) async fn insert_package<Q: Queryable>(
     f: &PackageFields,
     now: i64,
 ) -> Result<Package, StoreError> {
-    let id = new_id();
+    let id = new_time_ordered_id();
     check_blacklist(tx, app_id, None, &f.channels_blacklist).await?;
     tx.exec(
         "INSERT INTO packages (id, application_id, type, version, url, filename, description, size, hash, \

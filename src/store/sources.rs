@@ -164,7 +164,12 @@ impl Store {
         kind: SourceKind,
         match_value: &str,
     ) -> Result<Vec<Binding>, StoreError> {
-        bindings_matching(&mut self.db().clone(), kind, match_value).await
+        // One index lookup per webhook: on SQLite it runs inline on a snapshot reader, since a
+        // hop to the blocking pool costs more than the read itself.
+        match self.db().snapshot().await? {
+            Some(mut snapshot) => bindings_matching(&mut snapshot, kind, match_value).await,
+            None => bindings_matching(&mut self.db().clone(), kind, match_value).await,
+        }
     }
 
     pub async fn create_binding(
