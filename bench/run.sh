@@ -149,6 +149,14 @@ cleanup() {
 trap cleanup EXIT
 
 if [ -n "$MYSQL_URL" ]; then
+  # shellcheck disable=SC2046
+  POOL_BYTES=$(mysql $(mysql_cli "$MYSQL_URL") -N -e "SELECT @@innodb_buffer_pool_size" 2>/dev/null || echo 0)
+  echo "== MariaDB innodb_buffer_pool_size: $((POOL_BYTES >> 20)) MiB"
+  if [ "$POOL_BYTES" -lt $((512 << 20)) ]; then
+    echo "   warning: below 512 MiB (Debian's default is 128 MiB): the 100,000-machine scenarios will" >&2
+    echo "   read pages from the OS cache. scripts/services.sh starts MariaDB with 1 GiB; on a running" >&2
+    echo "   server: SET GLOBAL innodb_buffer_pool_size = 1073741824;" >&2
+  fi
   MYSQL_DB="rollbridge_bench_$(date +%s)_$$"
   # shellcheck disable=SC2046
   mysql $(mysql_cli "$MYSQL_URL") -e "CREATE DATABASE $MYSQL_DB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"

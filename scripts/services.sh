@@ -106,8 +106,10 @@ start_mariadb() {
             mariadb-install-db --user=mysql --datadir=/var/lib/mysql >>"$logfile" 2>&1
         fi
         log "mariadb: starting $mariadbd (log: $logfile)"
+        # A buffer pool that holds a 100,000-machine fleet (the packaged default, 128 MiB, does
+        # not: the benchmark's 100k checks then read pages from the OS cache).
         start-stop-daemon --start --oknodo --background --output "$logfile" \
-            --exec "$mariadbd" -- --user=mysql
+            --exec "$mariadbd" -- --user=mysql --innodb-buffer-pool-size=1G
         if ! wait_for "$WAIT_SECONDS" mysqladmin ping; then
             show_log_tail "$logfile"
             unavailable "mariadb: no answer to 'mysqladmin ping' after ${WAIT_SECONDS}s."

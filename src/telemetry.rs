@@ -1,4 +1,5 @@
-//! Logging setup: tracing with an `RUST_LOG` filter (default `info`), as text or JSON lines.
+//! Logging setup: tracing with an `RUST_LOG` filter (default `info`), as text or JSON lines; and
+//! [`WarnThrottle`] for warnings a sender could otherwise trigger on every request.
 
 use tracing_subscriber::EnvFilter;
 
