@@ -159,7 +159,7 @@ for i in $(seq 1 "$ROUNDS"); do
         pushed=$(( $(now_ms) - start ))
     fi
     until [[ "$(docker inspect "$name" --format '{{.Config.Image}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' 2>/dev/null)" == "$repo:$version healthy" ]]; do
-        (( $(now_ms) - start > 120000 )) && { echo "round $i: timed out (see $work/server.log)" >&2; cat "$work/server.log" >&2; exit 1; }
+        (( $(now_ms) - start > 120000 )) && { echo "round $i: timed out (see $work/server.log)" >&2; cat "$work/server.log" "$work/registry.log" >&2 2>/dev/null; exit 1; }
         sleep 0.05
     done
     elapsed=$(( $(now_ms) - start ))
