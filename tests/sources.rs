@@ -319,6 +319,11 @@ async fn dockerhub_end_to_end(db: TestDb) {
     assert_eq!(pkgs[0]["type"], 2);
     assert_eq!(pkgs[0]["url"], "docker.io/notarock/portfolio-ng");
     assert_eq!(pkgs[0]["filename"], "v1.2.0");
+    // Deliveries and packages get time-ordered (v7) ids: a batch of inserts shares index pages.
+    for id in [&report["delivery_id"], &pkgs[0]["id"]] {
+        let id = uuid::Uuid::parse_str(id.as_str().unwrap_or_default()).expect("a UUID");
+        assert_eq!(id.get_version_num(), 7, "{id} should be time-ordered");
+    }
     assert_eq!(
         channel_version(&app, &app_id, &channel_id).await.as_deref(),
         Some("1.2.0")
