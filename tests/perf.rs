@@ -103,6 +103,78 @@ async fn replica_caches() {
     }
 }
 
+async fn group_stats_of(app: &TestApp, path: &str) -> Value {
+    app.get_json(path).await["instances_stats"].clone()
+}
+
+/// The group page's stats are shared by readers while nothing changes; every write this
+/// process commits (a new machine, an event, an alias) shows in the next read at once.
+async fn group_stats_follow_every_write(db: TestDb) {
+    let app = spawn_app(db).await;
+    let (app_id, _channel, group_id, _pkg) = app
+        .setup_rollout("2.0.0", json!({"policy_max_updates_per_period": 1000}))
+        .await;
+    let path = format!("/api/apps/{app_id}/groups/{group_id}");
+    assert_eq!(group_stats_of(&app, &path).await["total"], 0);
+    for n in 1..=3 {
+        assert_eq!(
+            offered(&app, &app_id, &format!("m{n}"), "1.0.0")
+                .await
+                .as_deref(),
+            Some("2.0.0")
+        );
+        // Read twice: the second read is the shared entry and must be the same.
+        for _ in 0..2 {
+            let s = group_stats_of(&app, &path).await;
+            assert_eq!(s["total"], n, "{s}");
+            assert_eq!(s["update_granted"], n, "{s}");
+        }
+    }
+    let downloading = format!("{}{}", common::PING_CHECK, common::event(13, 1));
+    check_with(&app, &app_id, "m1", "1.0.0", &downloading).await;
+    let s = group_stats_of(&app, &path).await;
+    assert_eq!(s["downloading"], 1, "{s}");
+    assert_eq!(s["update_granted"], 2, "{s}");
+    // Concurrent readers agree.
+    let reads = futures_util::future::join_all((0..8).map(|_| group_stats_of(&app, &path))).await;
+    assert!(reads.iter().all(|r| *r == s), "{reads:?}");
+    // A machine not seen for a day drops out of the active window.
+    app.clock.advance_ms(25 * 3_600_000);
+    assert_eq!(group_stats_of(&app, &path).await["total"], 0);
+}
+both_backends!(group_stats, group_stats_follow_every_write);
+
+/// Another replica's writes reach a replica's shared stats within their age limit (a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_stats_see_other_replicas() {
+    let Some(db) = TestDb::mysql().await else {
+        return;
+    };
+    let second = db.shared();
+    let a = spawn_app(db).await;
+    let b = spawn_app(second).await;
+    let (app_id, _channel, group_id, _pkg) = a
+        .setup_rollout("2.0.0", json!({"policy_max_updates_per_period": 1000}))
+        .await;
+    let path = format!("/api/apps/{app_id}/groups/{group_id}");
+    assert_eq!(a.get_json(&path).await["instances_stats"]["total"], 0);
+    assert_eq!(
+        offered(&b, &app_id, "m1", "1.0.0").await.as_deref(),
+        Some("2.0.0")
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if a.get_json(&path).await["instances_stats"]["total"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica a never saw replica b's new machine"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// A second server on the same SQLite file is refused (its caches and the first one's would not
 /// see each other's writes), and starts once the first has stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -212,6 +284,82 @@ async fn last_seen_is_throttled_but_changes_are_not(db: TestDb) {
     assert_eq!(seen_ms, T0 + 30_000 + 1_000 + 1_000 + 61_000);
 }
 both_backends!(last_seen, last_seen_is_throttled_but_changes_are_not);
+
+/// A flush writes every pending "last seen" (more than one transaction's worth, in batches of
+/// every size), never moves a newer stored value back, and leaves rows it has no entry for alone.
+async fn last_seen_flush_writes_every_pending_value(db: TestDb) {
+    let app = spawn_app(db).await;
+    let (app_id, _channel, group_id, _pkg) = app.setup_rollout("1.0.0", json!({})).await;
+    let store = &app.state.store;
+    const MACHINES: i64 = 1_234;
+    let mut tx = store.begin().await.expect("begin");
+    for n in 0..MACHINES {
+        let machine = format!("flush-{n:05}");
+        tx.exec(
+            "INSERT INTO instances (id, ip, created_ts) VALUES (?, '10.0.0.1', ?)",
+            vec![machine.as_str().into(), T0.into()],
+        )
+        .await
+        .expect("instance");
+        tx.exec(
+            "INSERT INTO instance_applications (instance_id, application_id, group_id, version, \
+             last_check_for_updates, created_ts) VALUES (?, ?, ?, '1.0.0', ?, ?)",
+            vec![
+                machine.as_str().into(),
+                app_id.as_str().into(),
+                group_id.as_str().into(),
+                T0.into(),
+                T0.into(),
+            ],
+        )
+        .await
+        .expect("instance application");
+    }
+    tx.commit().await.expect("commit");
+    // Every machine but the last ten gets a pending value; each seventh already has a newer one.
+    for n in 0..MACHINES - 10 {
+        let machine = format!("flush-{n:05}");
+        if n % 7 == 0 {
+            store
+                .db()
+                .exec(
+                    "UPDATE instance_applications SET last_check_for_updates = ? \
+                     WHERE instance_id = ?",
+                    vec![(T0 + 900_000).into(), machine.as_str().into()],
+                )
+                .await
+                .expect("newer");
+        }
+        store.record_last_seen(&app_id, &machine, T0 + 60_000 + n);
+    }
+    assert_eq!(store.last_seen_pending(), (MACHINES - 10) as usize);
+    let written = store.flush_last_seen().await.expect("flush");
+    assert_eq!(written, (MACHINES - 10) as usize);
+    assert_eq!(store.last_seen_pending(), 0);
+    let rows = store
+        .db()
+        .query(
+            "SELECT instance_id, last_check_for_updates FROM instance_applications \
+             WHERE instance_id LIKE 'flush-%' ORDER BY instance_id",
+            vec![],
+        )
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), MACHINES as usize);
+    for (n, row) in rows.iter().enumerate() {
+        let n = n as i64;
+        assert_eq!(row.text(0).expect("id"), format!("flush-{n:05}"));
+        let expected = if n >= MACHINES - 10 {
+            T0
+        } else if n % 7 == 0 {
+            T0 + 900_000
+        } else {
+            T0 + 60_000 + n
+        };
+        assert_eq!(row.int(1).expect("seen"), expected, "machine {n}");
+    }
+}
+both_backends!(last_seen_flush, last_seen_flush_writes_every_pending_value);
 
 /// Every acknowledged write is committed: a fresh connection sees all of them right after the
 /// responses arrive (SQLite batches many requests into one COMMIT and syncs the WAL once).

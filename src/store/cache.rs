@@ -73,6 +73,8 @@ pub struct ConfigCache {
     /// trimmed single-line attribute values).
     groups: Map<String, Option<Arc<Group>>>,
     targets: Map<String, ChannelTarget>,
+    /// Shared by the same handles, invalidated by instance writes too (see its module).
+    group_stats: super::group_stats::GroupStatsCache,
 }
 
 impl Default for ConfigCache {
@@ -84,6 +86,7 @@ impl Default for ConfigCache {
             apps: RwLock::default(),
             groups: RwLock::default(),
             targets: RwLock::default(),
+            group_stats: super::group_stats::GroupStatsCache::default(),
         }
     }
 }
@@ -110,6 +113,11 @@ fn put<K: Eq + Hash, V>(map: &Map<K, V>, key: K, generation: u64, value: V) {
 }
 
 impl ConfigCache {
+    /// The group page's stats rows (`store::group_stats`).
+    pub fn group_stats(&self) -> &super::group_stats::GroupStatsCache {
+        &self.group_stats
+    }
+
     /// The generation to tag a load with (read it before loading) or to validate an entry.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)

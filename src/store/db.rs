@@ -1049,9 +1049,11 @@ impl Db {
         match self {
             Self::Mysql(pool, _, _) if !touches_config(sql) => {
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
-                conn.exec_drop(sql, mysql_params(params))
-                    .await
-                    .map_err(map_mysql_error)?;
+                let result = conn.exec_drop(sql, mysql_params(params)).await;
+                if touches_instances(sql) {
+                    self.cache().group_stats().note_write();
+                }
+                result.map_err(map_mysql_error)?;
                 Ok(conn.affected_rows())
             }
             // SQLite: through the group-committing writer. MySQL configuration writes: with the
@@ -1105,6 +1107,7 @@ impl Db {
         };
         // A script may change anything.
         self.cache().bump();
+        self.cache().group_stats().note_write();
         if let Some(instances) = self.instance_cache() {
             instances.clear();
         }
@@ -1149,6 +1152,7 @@ impl Db {
             instance_marked: false,
             instances_all_marked: false,
             last_seen_only: false,
+            stats_dirty: false,
             memo: TxMemo::default(),
         })
     }
@@ -1354,6 +1358,9 @@ pub struct Tx {
     instances_all_marked: bool,
     /// Its instance-table writes only set "last seen" (see [`Tx::writes_only_last_seen`]).
     last_seen_only: bool,
+    /// It wrote an instance or configuration table: group stats computed before its commit are
+    /// stale once it ends (`store::group_stats`).
+    stats_dirty: bool,
     pub memo: TxMemo,
 }
 
@@ -1548,6 +1555,9 @@ impl Tx {
     pub async fn exec(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
         self.memo.instance = None;
         self.mark_instance_writes(sql);
+        if !self.stats_dirty && (touches_instances(sql) || touches_config(sql)) {
+            self.stats_dirty = true;
+        }
         if !self.config_dirty && touches_config(sql) {
             self.config_dirty = true;
             self.cache.bump();
@@ -1574,13 +1584,19 @@ impl Tx {
 
     /// Commits. SQLite: resolves once the batch holding this transaction is durably committed.
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        match &mut self.inner {
+        let result = match &mut self.inner {
             TxInner::Sqlite(tx) => tx.commit(self.config_dirty).await,
             TxInner::Mysql(tx) => match tx.take() {
                 Some(tx) => tx.commit().await.map_err(map_mysql_error),
                 None => Err(StoreError::Backend("transaction already finished".into())),
             },
+        };
+        // Before the caller learns of the commit; also after a failed one, which may have
+        // committed all the same (a lost connection during COMMIT).
+        if self.stats_dirty {
+            self.cache.group_stats().note_write();
         }
+        result
     }
 
     pub async fn rollback(mut self) -> Result<(), StoreError> {

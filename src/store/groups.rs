@@ -1,6 +1,6 @@
 //! Groups and their statistics. Stats are one grouped query per group over its active
-//! instances (status × version), folded in Rust: cheap enough for the API, never run per Omaha
-//! request.
+//! instances (status × version), shared by concurrent readers until a write changes them
+//! (`store::group_stats`) and folded in Rust per request; never run per Omaha request.
 
 use super::packages::{load_channels, stored_version};
 use super::{Queryable, Row, Store, StoreError, ACTIVE_WINDOW_MS};
@@ -152,9 +152,16 @@ pub(crate) async fn group_stat_rows<Q: Queryable>(
 
 impl Store {
     async fn with_stats(&self, mut groups: Vec<Group>, now: i64) -> Result<Vec<Group>, StoreError> {
-        let mut db = self.db().clone();
+        let db = self.db().clone();
         for g in &mut groups {
-            let rows = group_stat_rows(&mut db, &g.id, now).await?;
+            let stats_cache = db.cache().group_stats();
+            let rows = stats_cache
+                .get_or_compute(&g.id, now, || {
+                    let mut db = db.clone();
+                    let group_id = g.id.clone();
+                    async move { group_stat_rows(&mut db, &group_id, now).await }
+                })
+                .await?;
             let version = g
                 .channel
                 .as_ref()

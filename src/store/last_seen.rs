@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::db::{Dialect, SqlValue};
 use super::{Store, StoreError};
 use crate::sql_params;
 
@@ -104,16 +105,75 @@ impl Store {
         let mut tx = self.begin().await?;
         // Only "last seen" changes here: cached instance rows stay valid (see the method).
         tx.writes_only_last_seen();
-        for ((app_id, instance_id), seen_ms) in chunk {
-            tx.exec(
-                "UPDATE instance_applications SET last_check_for_updates = ? \
-                 WHERE instance_id = ? AND application_id = ? AND last_check_for_updates < ?",
-                sql_params![*seen_ms, &**instance_id, &**app_id, *seen_ms],
-            )
-            .await?;
+        match tx.dialect() {
+            // In-process: a statement per row costs microseconds, and the cached statement is
+            // simpler for SQLite's planner than a join.
+            Dialect::Sqlite => {
+                for ((app_id, instance_id), seen_ms) in chunk {
+                    tx.exec(
+                        "UPDATE instance_applications SET last_check_for_updates = ? \
+                         WHERE instance_id = ? AND application_id = ? \
+                         AND last_check_for_updates < ?",
+                        sql_params![*seen_ms, &**instance_id, &**app_id, *seen_ms],
+                    )
+                    .await?;
+                }
+            }
+            // A round trip per row was ~10,000 statements a second for a 10,000-machine fleet,
+            // all on the server's CPU: one joined UPDATE per batch of rows instead.
+            Dialect::Mysql => {
+                let mut sorted: Vec<&Seen> = chunk.iter().collect();
+                // One lock order for every flush (several replicas flush overlapping sets).
+                sorted.sort_unstable_by(|a, b| (&a.0 .1, &a.0 .0).cmp(&(&b.0 .1, &b.0 .0)));
+                let mut rest = sorted.as_slice();
+                while !rest.is_empty() {
+                    let rows = mysql_batch_rows(rest.len());
+                    let (batch, later) = rest.split_at(rows);
+                    let mut params = Vec::with_capacity(rows * 3);
+                    for ((app_id, instance_id), seen_ms) in batch {
+                        params.push(SqlValue::from(&**instance_id));
+                        params.push(SqlValue::from(&**app_id));
+                        params.push(SqlValue::from(*seen_ms));
+                    }
+                    tx.exec(&mysql_update_sql(rows), params).await?;
+                    rest = later;
+                }
+            }
         }
         tx.commit().await
     }
+}
+
+/// Row counts of the MySQL batched UPDATE: a few fixed statement shapes, so the prepared
+/// statement cache holds them all instead of one statement per remainder size.
+const MYSQL_BATCH_SIZES: [usize; 5] = [ROWS_PER_TRANSACTION, 100, 25, 5, 1];
+
+/// The largest batch shape that fits `remaining` rows.
+fn mysql_batch_rows(remaining: usize) -> usize {
+    MYSQL_BATCH_SIZES
+        .into_iter()
+        .find(|&rows| rows <= remaining)
+        .unwrap_or(1)
+}
+
+/// `UPDATE … JOIN` of `rows` (instance id, application id, seen) triples, portable to MariaDB and
+/// MySQL (a `UNION ALL` derived table; MySQL has no `VALUES` table constructor of MariaDB's
+/// form). Moves no value backwards, like the SQLite statement.
+fn mysql_update_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(220 + rows * 28);
+    sql.push_str(
+        "UPDATE instance_applications ia JOIN (SELECT ? AS instance_id, ? AS application_id, \
+         ? AS seen_ms",
+    );
+    for _ in 1..rows {
+        sql.push_str(" UNION ALL SELECT ?, ?, ?");
+    }
+    sql.push_str(
+        ") seen ON ia.instance_id = seen.instance_id AND ia.application_id = seen.application_id \
+         SET ia.last_check_for_updates = seen.seen_ms \
+         WHERE ia.last_check_for_updates < seen.seen_ms",
+    );
+    sql
 }
 
 /// Flushes every [`FLUSH_INTERVAL`] until `shutdown` turns true, then once more.
@@ -129,5 +189,32 @@ pub async fn flush_periodically(store: Store, mut shutdown: tokio::sync::watch::
         if stopping {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_batches_use_a_few_fixed_shapes_and_cover_every_row() {
+        // At most 4 of 100, 3 of 25, 4 of 5 and 4 of 1 after the full batches.
+        for total in [1, 4, 5, 6, 99, 100, 499, 500, 501, 1234] {
+            let mut left = total;
+            let mut statements = 0;
+            while left > 0 {
+                let rows = mysql_batch_rows(left);
+                assert!(MYSQL_BATCH_SIZES.contains(&rows) && rows <= left);
+                left -= rows;
+                statements += 1;
+            }
+            assert!(
+                statements <= total / ROWS_PER_TRANSACTION + 4 + 3 + 4 + 4,
+                "{total}"
+            );
+        }
+        let sql = mysql_update_sql(3);
+        assert_eq!(sql.matches('?').count(), 9);
+        assert!(sql.starts_with("UPDATE instance_applications "));
     }
 }

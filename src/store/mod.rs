@@ -10,6 +10,7 @@ pub mod cache;
 pub mod dashboard;
 pub mod db;
 pub mod floors;
+pub mod group_stats;
 pub mod groups;
 pub mod instance_cache;
 pub mod instances;
