@@ -16,8 +16,8 @@
 //! - writes on *other* replicas (MySQL) are not seen by the generation: entries also expire
 //!   after [`MAX_AGE`]. An entry past that age is still served while one reader refreshes it,
 //!   so a reader waits for the scan only when this process's data changed;
-//! - the activity window moves with the clock: an entry is only used for the `now` it was
-//!   computed at and up to [`MAX_AGE`] after.
+//! - the activity window moves with the clock: an entry is current for up to [`MAX_AGE`] after
+//!   the `now` it was computed for, and served aged while refreshed for a few seconds more.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,6 +29,11 @@ use super::StoreError;
 
 /// How long an entry stands in for writes this process cannot see (other replicas).
 pub const MAX_AGE: Duration = Duration::from_secs(1);
+
+/// How far the clock may have moved past an entry's `now` for it to stand in while it is
+/// refreshed: the activity window is a day long, so seconds change nothing but instances at
+/// its very edge.
+const WINDOW_SLACK_MS: i64 = 10_000;
 
 /// Groups kept before the map is emptied (deleted groups must not accumulate).
 const MAX_GROUPS: usize = 4096;
@@ -73,12 +78,12 @@ impl Entry {
         if self.generation < generation || now_ms < self.now_ms {
             return Fit::Unusable;
         }
-        if now_ms - self.now_ms >= max_age_ms {
+        if now_ms - self.now_ms >= WINDOW_SLACK_MS {
             // The clock moved on (the activity window with it): manual clocks in tests, or an
-            // entry nobody refreshed for a while.
+            // entry nobody read for a while.
             return Fit::Unusable;
         }
-        if self.computed_at.elapsed() >= MAX_AGE {
+        if self.computed_at.elapsed() >= MAX_AGE || now_ms - self.now_ms >= max_age_ms {
             return Fit::Aged;
         }
         Fit::Current
@@ -249,6 +254,12 @@ mod tests {
             "older readers may use it"
         );
         assert_eq!(entry.fit(6, 10_000), Fit::Unusable);
+        assert_eq!(entry.fit(5, 11_000), Fit::Aged, "the clock moved a second");
+        assert_eq!(
+            entry.fit(5, 20_000),
+            Fit::Unusable,
+            "the clock moved ten seconds"
+        );
         let aged = Entry {
             computed_at: Instant::now()
                 .checked_sub(MAX_AGE)
