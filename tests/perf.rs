@@ -59,12 +59,18 @@ async fn point(app: &TestApp, app_id: &str, channel_id: &str, package_id: &str) 
     assert_eq!(r.status(), 200);
 }
 
-/// A channel promotion through one replica is served at once by another replica that had the
-/// old package cached (the generation row, read with the check's rows).
-async fn replicas_invalidate_each_others_caches(db: TestDb) {
+/// Two servers on one (MySQL) database, as two replicas behind a load balancer.
+async fn two_replicas(db: TestDb) -> (TestApp, TestApp) {
     let second = db.shared();
     let a = spawn_app(db).await;
     let b = spawn_app(second).await;
+    (a, b)
+}
+
+/// A channel promotion through one replica is served at once by another replica that had the
+/// old package cached (the generation row, read with the check's rows).
+async fn replicas_invalidate_each_others_caches(db: TestDb) {
+    let (a, b) = two_replicas(db).await;
     let (app_id, channel_id, _group, _pkg) = a
         .setup_rollout("1.0.0", json!({"policy_max_updates_per_period": 1000}))
         .await;
@@ -150,9 +156,7 @@ async fn group_stats_see_other_replicas() {
     let Some(db) = TestDb::mysql().await else {
         return;
     };
-    let second = db.shared();
-    let a = spawn_app(db).await;
-    let b = spawn_app(second).await;
+    let (a, b) = two_replicas(db).await;
     let (app_id, _channel, group_id, _pkg) = a
         .setup_rollout("2.0.0", json!({"policy_max_updates_per_period": 1000}))
         .await;
@@ -205,9 +209,7 @@ async fn deleted_application_is_forgotten_by_other_replicas() {
 }
 
 async fn deleted_application_is_forgotten(db: TestDb) {
-    let second = db.shared();
-    let a = spawn_app(db).await;
-    let b = spawn_app(second).await;
+    let (a, b) = two_replicas(db).await;
     let (app_id, _channel, _group, _pkg) = a.setup_rollout("1.0.0", json!({})).await;
     assert!(offered(&b, &app_id, "m1", "0.9.0").await.is_some());
     assert_eq!(a.delete(&format!("/api/apps/{app_id}")).await.status(), 204);
@@ -619,9 +621,7 @@ both_backends!(read_only_answers, read_only_answers_match_the_transaction);
 /// A machine another replica knows as settled gets a promotion at once: the snapshot reads the
 /// configuration generation with its rows, so no replica answers from an old channel target.
 async fn settled_machines_see_promotions_on_every_replica(db: TestDb) {
-    let second = db.shared();
-    let a = spawn_app(db).await;
-    let b = spawn_app(second).await;
+    let (a, b) = two_replicas(db).await;
     let (app_id, channel_id, _group, _pkg) = a
         .setup_rollout("1.0.0", json!({"policy_max_updates_per_period": 1000}))
         .await;

@@ -671,9 +671,13 @@ async fn migrations_are_idempotent_and_refuse_newer_schemas(db: TestDb) {
         "second migrate applies nothing"
     );
     assert_eq!(before.all.len(), rollbridge::store::migrate::SQLITE.len());
-    // Re-running a migration script itself changes nothing either (MySQL has no DDL rollback).
-    let script = rollbridge::store::migrate::migrations(store.dialect())[0].sql;
-    store.db().exec_script(script).await.unwrap();
+    // Re-running every migration script changes nothing either (MySQL has no DDL rollback, so a
+    // crash mid-script re-runs it), indexes included: MySQL 8 has no CREATE INDEX IF NOT EXISTS.
+    for migration in rollbridge::store::migrate::migrations(store.dialect()) {
+        if let Err(e) = store.db().exec_script(migration.sql).await {
+            panic!("re-running migration {} failed: {e}", migration.version);
+        }
+    }
     assert_eq!(store.app(TEAM, &app.id).await.unwrap().name, "keep");
     // A schema from a newer rollbridge is refused.
     store

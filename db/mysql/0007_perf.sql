@@ -1,6 +1,6 @@
 -- Performance of the Omaha path (issue 5). Keep in step with db/sqlite/0007_perf.sql.
--- Re-runnable: CREATE ... IF NOT EXISTS, INSERT IGNORE (the index statements use MariaDB's
--- IF NOT EXISTS).
+-- Re-runnable: CREATE TABLE IF NOT EXISTS, INSERT IGNORE; an index that already exists is
+-- skipped by Db::exec_script (MySQL 8 has no CREATE INDEX IF NOT EXISTS).
 
 -- Incremented in the same transaction as every write to a configuration table: replicas compare
 -- it to invalidate their in-process configuration caches.
@@ -24,12 +24,12 @@ INSERT IGNORE INTO rollout_grant_buckets (group_id, bucket_ts, grants)
     WHERE group_id IS NOT NULL AND last_update_granted_ts IS NOT NULL
     GROUP BY group_id, last_update_granted_ts - (last_update_granted_ts % 60000);
 
-CREATE INDEX IF NOT EXISTS idx_instance_applications_group_granted
+CREATE INDEX idx_instance_applications_group_granted
     ON instance_applications (group_id, last_update_granted_ts);
-CREATE INDEX IF NOT EXISTS idx_instance_applications_group_version
+CREATE INDEX idx_instance_applications_group_version
     ON instance_applications (group_id, version);
 
 -- The group page's stats (status × version over active instances) read from the index alone,
 -- in GROUP BY order: no temporary b-tree for 100,000 instances.
-CREATE INDEX IF NOT EXISTS idx_instance_applications_group_stats
+CREATE INDEX idx_instance_applications_group_stats
     ON instance_applications (group_id, status, version, last_check_for_updates);

@@ -1097,9 +1097,17 @@ impl Db {
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
                 let mut result = Ok(());
                 for statement in split_statements(script) {
-                    if let Err(e) = conn.query_drop(statement).await {
-                        result = Err(map_mysql_error(e));
-                        break;
+                    match conn.query_drop(&statement).await {
+                        Ok(()) => {}
+                        // `CREATE INDEX IF NOT EXISTS` is MariaDB-only (MySQL 8 refuses the
+                        // syntax), so scripts use plain `CREATE INDEX` and a re-run (after a
+                        // crash between DDL statements) treats "duplicate key name" as done.
+                        Err(mysql_async::Error::Server(e))
+                            if e.code == ER_DUP_KEYNAME && is_create_index(&statement) => {}
+                        Err(e) => {
+                            result = Err(map_mysql_error(e));
+                            break;
+                        }
                     }
                 }
                 result
@@ -1231,6 +1239,16 @@ impl Db {
 }
 
 /// Splits a migration script on `;` at line ends, dropping comments and blank statements.
+/// MySQL/MariaDB "Duplicate key name" (an index of that name already exists).
+const ER_DUP_KEYNAME: u16 = 1061;
+
+/// `CREATE [UNIQUE] INDEX ...`, whatever the case and spacing.
+fn is_create_index(statement: &str) -> bool {
+    let words: Vec<&str> = statement.split_whitespace().take(3).collect();
+    let is = |i: usize, word: &str| words.get(i).is_some_and(|w| w.eq_ignore_ascii_case(word));
+    is(0, "CREATE") && (is(1, "INDEX") || (is(1, "UNIQUE") && is(2, "INDEX")))
+}
+
 pub fn split_statements(script: &str) -> Vec<String> {
     let mut statements = Vec::new();
     let mut current = String::new();
@@ -1518,7 +1536,8 @@ impl Tx {
     /// SQLite: before a statement that writes instance rows (or configuration, which cascades
     /// into them) runs, the instance cache marks them pending, and the batch remembers to
     /// settle them once it is durable (see `store::instance_cache`).
-    fn mark_instance_writes(&mut self, sql: &str) {
+    /// `config` / `instances`: the statement writes a configuration / instance table.
+    fn mark_instance_writes(&mut self, config: bool, instances: bool) {
         let TxInner::Sqlite(tx) = &mut self.inner else {
             return;
         };
@@ -1528,8 +1547,7 @@ impl Tx {
         let Some(cache) = guard.instances.clone() else {
             return;
         };
-        let config = touches_config(sql);
-        if !config && (self.last_seen_only || !touches_instances(sql)) {
+        if !config && (self.last_seen_only || !instances) {
             return;
         }
         match (&self.instance_key, config) {
@@ -1554,11 +1572,12 @@ impl Tx {
 
     pub async fn exec(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
         self.memo.instance = None;
-        self.mark_instance_writes(sql);
-        if !self.stats_dirty && (touches_instances(sql) || touches_config(sql)) {
-            self.stats_dirty = true;
-        }
-        if !self.config_dirty && touches_config(sql) {
+        // The SQL text is scanned once per statement (this is on the Omaha write path).
+        let config = touches_config(sql);
+        let instances = touches_instances(sql);
+        self.mark_instance_writes(config, instances);
+        self.stats_dirty |= config || instances;
+        if !self.config_dirty && config {
             self.config_dirty = true;
             self.cache.bump();
             self.exec_raw(BUMP_DB_GENERATION, Vec::new()).await?;
