@@ -108,7 +108,7 @@ impl App {
             self.state.store.clone(),
             ctx.shutdown.clone(),
         )));
-        tasks.extend(crate::sources::start(&ctx, &self.args));
+        tasks.extend(crate::sources::start(&ctx, &self.args).await);
         tasks.extend(crate::agent::start_local(&ctx, &self.args.local_agent));
         tasks.extend(crate::sync::start(&ctx, &self.args.sync));
         tracing::info!(addr = %self.addr, "rollbridge listening");

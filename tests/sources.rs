@@ -1215,6 +1215,144 @@ async fn notifications(db: TestDb) {
 }
 both_backends!(notify, notifications);
 
+/// Options with one signed notification webhook at `hook`.
+fn notifying(hook: SocketAddr) -> AppOptions {
+    let mut opts = options();
+    opts.extra_args.extend([
+        "--notify-webhook".to_string(),
+        format!("http://{hook}/hook"),
+        "--notify-secret".into(),
+        "notify-secret-0123456789".into(),
+    ]);
+    opts
+}
+
+/// A generic webhook release of `version` through `app` (two activity entries: registered,
+/// channel updated).
+async fn release(app: &TestApp, app_id: &str, version: &str) {
+    let body = serde_json::to_vec(
+        &json!({"app": app_id, "version": version, "image": format!("x/y:{version}"), "channel": "main"}),
+    )
+    .unwrap();
+    let r = post_signed(app, "/v1.0/hooks/generic/deploys", body).await;
+    assert_eq!(r.status(), 200, "release {version}");
+}
+
+/// Activity ids the recorder received, in arrival order.
+fn notified_ids(seen: &Recorded) -> Vec<i64> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|(_, v)| v["id"].as_i64().expect("activity id"))
+        .collect()
+}
+
+/// Waits until every activity entry in the database was notified, then a little longer for
+/// duplicates to show, and asserts each one arrived exactly once.
+async fn assert_each_notified_once(store: &rollbridge::store::Store, seen: &Recorded, after: i64) {
+    let expected: Vec<i64> = store
+        .activity_after(after, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert!(!expected.is_empty());
+    wait_for("every activity entry notified", || {
+        let got = notified_ids(seen);
+        expected.iter().all(|id| got.contains(id))
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut got = notified_ids(seen);
+    got.retain(|id| *id > after);
+    got.sort_unstable();
+    assert_eq!(got, expected, "each entry exactly once");
+}
+
+/// Two replicas with the same notification endpoint: each activity entry is sent once (one
+/// replica leads), and when the leader stops the other takes over where it stopped, entries
+/// written during the hand-over included.
+async fn notifications_once_across_replicas(db: TestDb) {
+    let (hook_addr, seen) = header_recorder(200).await;
+    let second = db.shared();
+    let a = spawn_app_with(db, notifying(hook_addr)).await;
+    let (app_id, _channel_id, _) = setup_app(&a, "replicated").await;
+    release(&a, &app_id, "1.0.0").await;
+    // `a` notifies, so it leads; `b` starts as the standby.
+    wait_for("the first notification", || !notified_ids(&seen).is_empty()).await;
+    let b = spawn_app_with(second, notifying(hook_addr)).await;
+    for (i, replica) in [&a, &b, &a, &b].into_iter().enumerate() {
+        release(replica, &app_id, &format!("1.1.{i}")).await;
+    }
+    let store = b.state.store.clone();
+    assert_each_notified_once(&store, &seen, 0).await;
+    // Hand-over: entries written right after the leader stops are sent by the new leader.
+    let _db = a.stop().await;
+    release(&b, &app_id, "1.2.0").await;
+    release(&b, &app_id, "1.2.1").await;
+    assert_each_notified_once(&store, &seen, 0).await;
+}
+
+#[tokio::test]
+async fn notify_replicas_mysql() {
+    let Some(db) = TestDb::mysql().await else {
+        return;
+    };
+    notifications_once_across_replicas(db).await;
+}
+
+/// Turning notifications on does not replay the activity written before; a restart resumes
+/// where the notifier stopped (an entry written while the server was down is sent).
+async fn notifications_start_fresh_and_resume(db: TestDb) {
+    let (hook_addr, seen) = header_recorder(200).await;
+    let quiet = spawn_app_with(db, options()).await;
+    let (app_id, _channel_id, _) = setup_app(&quiet, "resumed").await;
+    release(&quiet, &app_id, "1.0.0").await;
+    let before = quiet.state.store.last_activity_id().await.unwrap();
+    assert!(before > 0);
+    let db = quiet.stop().await;
+
+    let app = spawn_app_with(db, notifying(hook_addr)).await;
+    release(&app, &app_id, "1.1.0").await;
+    let store = app.state.store.clone();
+    assert_each_notified_once(&store, &seen, before).await;
+    assert!(
+        notified_ids(&seen).iter().all(|id| *id > before),
+        "activity from before notifications were on was replayed: {:?}",
+        notified_ids(&seen)
+    );
+
+    let db = app.stop().await;
+    let offline = db.store().await;
+    offline
+        .add_agent_activity(
+            &rollbridge::domain::NewActivity {
+                class: rollbridge::domain::ActivityClass::ContainerRolledBack,
+                severity: rollbridge::domain::Severity::Warning,
+                version: "1.1.0".into(),
+                application_id: app_id.clone(),
+                group_id: None,
+                channel_id: None,
+                instance_id: Some("host-1".into()),
+                description: "written while the server was down".into(),
+            },
+            common::T0,
+        )
+        .await
+        .unwrap();
+    drop(offline);
+    let app = spawn_app_with(db, notifying(hook_addr)).await;
+    let store = app.state.store.clone();
+    assert_each_notified_once(&store, &seen, before).await;
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, v)| v["description"] == "written while the server was down"));
+}
+both_backends!(notify_resume, notifications_start_fresh_and_resume);
+
 /// `rollbridge binding create|list|delete` against a database file.
 #[tokio::test]
 async fn binding_cli() {

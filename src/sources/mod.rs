@@ -13,13 +13,14 @@ pub mod registry;
 
 use crate::startup::Background;
 
-/// Starts the sources' background tasks (Artifactory poller, notification sender).
-pub fn start(
+/// Starts the sources' background tasks (Artifactory poller, notification sender); returns
+/// before the server answers its first request.
+pub async fn start(
     ctx: &Background,
     args: &crate::config::ServeArgs,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
-    tasks.extend(notify::start(ctx, &args.sources));
+    tasks.extend(notify::start(ctx, &args.sources).await);
     tasks.extend(artifactory::start(ctx, &args.artifactory));
     tasks
 }

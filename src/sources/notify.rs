@@ -1,8 +1,16 @@
 //! Notifications: every activity entry (at or above a severity) is sent to the configured
 //! endpoints — generic JSON webhooks (body signed with HMAC-SHA256) and Slack-compatible incoming
-//! webhooks (`{"text": ...}`). The notifier follows the activity table from where it started, so
-//! nothing on the webhook or Omaha path waits for it; a slow or failing endpoint only delays its
-//! own queue, and a full queue drops (and counts) rather than grows without bound.
+//! webhooks (`{"text": ...}`). The notifier follows the activity table, so nothing on the webhook
+//! or Omaha path waits for it; a slow or failing endpoint only delays its own queue, and a full
+//! queue drops (and counts) rather than grows without bound.
+//!
+//! With several MySQL replicas only one notifies (`store::leader`, lock `rollbridge_notifier`),
+//! else every replica would send every entry. Where it got to is stored (`notifier_state`, with
+//! a heartbeat while idle), so the replica taking over — or this one after a restart — resumes
+//! there. When nobody notified for [`RESUME_WINDOW_MS`] (notifications just turned on, or a long
+//! outage) it starts after the newest entry at its own startup, and entries older than
+//! [`MAX_BACKLOG_AGE_MS`] are never sent: a notification that late misleads more than it helps.
+//! A hand-over may repeat what the old leader queued in its last half second.
 
 use std::time::Duration;
 
@@ -12,6 +20,7 @@ use tokio::sync::mpsc;
 use crate::config::SourcesArgs;
 use crate::domain::{Activity, ActivityClass, Severity};
 use crate::startup::Background;
+use crate::store::leader::LeaderLock;
 
 /// One configured endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,12 +121,42 @@ const QUEUE: usize = 1000;
 const ATTEMPTS: u32 = 4;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often a standby replica tries to take the lead.
+const STANDBY_RETRY: Duration = Duration::from_secs(2);
+
+/// How often the leader reads new activity.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Entries read per round (a full page is followed at once by the next).
+const PAGE: i64 = 200;
+
+/// Entries older than this when read are not sent.
+pub const MAX_BACKLOG_AGE_MS: i64 = 15 * 60 * 1000;
+
+/// A stored cursor is resumed only if the notifier wrote it this recently.
+pub const RESUME_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// How often an idle leader refreshes the stored cursor's time (well within the window).
+const HEARTBEAT_MS: i64 = 60 * 1000;
+
+/// The leader lock's name (scoped to the database by `store::leader`).
+const LOCK_NAME: &str = "rollbridge_notifier";
+
 /// Starts the feed follower and one sender per endpoint; nothing when no endpoint is configured.
-pub fn start(ctx: &Background, args: &SourcesArgs) -> Vec<tokio::task::JoinHandle<()>> {
+/// Reads the newest activity entry first, before the server answers requests: with no recent
+/// notifier state, what this process writes from then on is what gets notified.
+pub async fn start(ctx: &Background, args: &SourcesArgs) -> Vec<tokio::task::JoinHandle<()>> {
     let endpoints = endpoints(args);
     if endpoints.is_empty() {
         return Vec::new();
     }
+    let newest_at_start = match ctx.state.store.last_activity_id().await {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::warn!(error = %e, "notifier: cannot read the activity feed yet");
+            None
+        }
+    };
     let threshold = min_severity(&args.notify_min_severity);
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
@@ -126,53 +165,138 @@ pub fn start(ctx: &Background, args: &SourcesArgs) -> Vec<tokio::task::JoinHandl
         senders.push((endpoint.label(), tx));
         tasks.push(tokio::spawn(send_loop(ctx.clone(), endpoint, rx)));
     }
-    tasks.push(tokio::spawn(follow(ctx.clone(), senders, threshold)));
+    tasks.push(tokio::spawn(follow(
+        ctx.clone(),
+        senders,
+        threshold,
+        newest_at_start,
+    )));
     tasks
 }
 
-/// Reads new activity entries and hands them to every endpoint's queue.
+/// Reads new activity entries and hands them to every endpoint's queue, while this replica
+/// leads (see the module docs).
 async fn follow(
     mut ctx: Background,
     senders: Vec<(&'static str, mpsc::Sender<Activity>)>,
     threshold: Severity,
+    newest_at_start: Option<i64>,
 ) {
-    let mut cursor = loop {
-        match ctx.state.store.last_activity_id().await {
-            Ok(id) => break id,
-            Err(e) => {
-                tracing::warn!(error = %e, "notifier: cannot read the activity feed yet");
-                if !ctx.sleep(Duration::from_secs(5)).await {
-                    return;
-                }
-            }
-        }
-    };
+    let mut lead: Option<LeaderLock> = None;
+    // Where this replica got to; read from the store each time it takes the lead.
+    let mut cursor: Option<i64> = None;
+    // When this replica last wrote the stored cursor.
+    let mut heartbeat = 0;
     loop {
-        match ctx.state.store.activity_after(cursor, 200).await {
-            Ok(entries) => {
-                for entry in entries {
-                    cursor = cursor.max(entry.id);
-                    let severity = Severity::from_code(entry.severity).unwrap_or(Severity::Info);
-                    if severity < threshold {
-                        continue;
-                    }
-                    for (label, tx) in &senders {
-                        if tx.try_send(entry.clone()).is_err() {
-                            tracing::warn!(
-                                endpoint = label,
-                                "notification queue full: entry dropped"
-                            );
-                            ctx.state.metrics.observe_notification(label, "dropped");
-                        }
-                    }
-                }
+        if !LeaderLock::ensure(&ctx.state.store, &mut lead, LOCK_NAME).await {
+            cursor = None;
+            if !ctx.sleep(STANDBY_RETRY).await {
+                break;
             }
-            Err(e) => tracing::warn!(error = %e, "notifier: reading activity failed"),
+            continue;
         }
-        if !ctx.sleep(Duration::from_millis(500)).await {
-            return;
+        let full_page = match follow_once(
+            &ctx,
+            &mut cursor,
+            &mut heartbeat,
+            newest_at_start,
+            &senders,
+            threshold,
+        )
+        .await
+        {
+            Ok(read) => read >= PAGE as usize,
+            Err(e) => {
+                tracing::warn!(error = %e, "notifier: reading activity failed");
+                false
+            }
+        };
+        if !full_page && !ctx.sleep(FOLLOW_INTERVAL).await {
+            break;
+        }
+        if ctx.is_shutting_down() {
+            break;
         }
     }
+    if let Some(lock) = lead.take() {
+        lock.release().await;
+    }
+}
+
+/// One page of new activity: queued for every endpoint, the cursor stored. Returns how many
+/// entries were read.
+async fn follow_once(
+    ctx: &Background,
+    cursor: &mut Option<i64>,
+    heartbeat: &mut i64,
+    newest_at_start: Option<i64>,
+    senders: &[(&'static str, mpsc::Sender<Activity>)],
+    threshold: Severity,
+) -> Result<usize, crate::store::StoreError> {
+    let store = &ctx.state.store;
+    let now = ctx.state.clock.now_ms();
+    let from = match *cursor {
+        Some(at) => at,
+        None => {
+            let at = match store.notifier_cursor().await? {
+                Some((at, written)) if now - written <= RESUME_WINDOW_MS => at,
+                stale => {
+                    let newest = match newest_at_start {
+                        Some(id) => id,
+                        None => store.last_activity_id().await?,
+                    };
+                    let at = newest.max(stale.map_or(0, |(at, _)| at));
+                    tracing::info!(
+                        activity_id = at,
+                        "notifier: no recent notifier state, starting after the newest activity at startup"
+                    );
+                    at
+                }
+            };
+            store.save_notifier_cursor(at, now).await?;
+            *heartbeat = now;
+            at
+        }
+    };
+    *cursor = Some(from);
+    let entries = store.activity_after(from, PAGE).await?;
+    let Some(last) = entries.last().map(|e| e.id) else {
+        if now - *heartbeat >= HEARTBEAT_MS {
+            store.save_notifier_cursor(from, now).await?;
+            *heartbeat = now;
+        }
+        return Ok(0);
+    };
+    let mut stale = 0usize;
+    for entry in &entries {
+        if now - entry.created_ts > MAX_BACKLOG_AGE_MS {
+            stale += 1;
+            continue;
+        }
+        let severity = Severity::from_code(entry.severity).unwrap_or(Severity::Info);
+        if severity < threshold {
+            continue;
+        }
+        for (label, tx) in senders {
+            if tx.try_send(entry.clone()).is_err() {
+                tracing::warn!(endpoint = label, "notification queue full: entry dropped");
+                ctx.state.metrics.observe_notification(label, "dropped");
+            }
+        }
+    }
+    if stale > 0 {
+        tracing::warn!(
+            entries = stale,
+            "notifier: skipped activity older than {} minutes",
+            MAX_BACKLOG_AGE_MS / 60_000
+        );
+    }
+    // Stored after queueing: a crash loses at most what was queued and not yet sent. A failed
+    // store is retried with the next page; this replica goes on from its own cursor.
+    *cursor = Some(last);
+    store.save_notifier_cursor(last, now).await?;
+    *heartbeat = now;
+    Ok(entries.len())
 }
 
 async fn send_loop(ctx: Background, endpoint: Endpoint, mut rx: mpsc::Receiver<Activity>) {

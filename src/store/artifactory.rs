@@ -2,9 +2,6 @@
 //! migration 0003), activity for payloads the poller rejected, and the MySQL advisory lock that
 //! elects the one replica that polls.
 
-use mysql_async::prelude::Queryable as _;
-
-use super::db::map_mysql_error;
 use super::{Dialect, Row, Store, StoreError};
 use crate::domain::{ActivityClass, NewActivity, Severity};
 use crate::sql_params;
@@ -52,41 +49,6 @@ fn state_from_row(r: &Row) -> Result<ArtState, StoreError> {
 
 fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
-}
-
-/// Holds the right to poll. On MySQL this owns the dedicated connection that holds the
-/// `GET_LOCK`; the lock is released when the connection closes (also when the process dies).
-pub enum PollerLock {
-    /// SQLite: one node, nothing to coordinate.
-    Single,
-    Mysql {
-        conn: Box<mysql_async::Conn>,
-        name: String,
-    },
-}
-
-impl PollerLock {
-    /// Whether this replica still holds the lock (a dropped connection loses it).
-    pub async fn still_held(&mut self) -> bool {
-        match self {
-            Self::Single => true,
-            Self::Mysql { conn, name } => {
-                let held: Result<Option<Option<i64>>, _> = conn
-                    .exec_first("SELECT IS_USED_LOCK(?) = CONNECTION_ID()", (name.as_str(),))
-                    .await;
-                matches!(held, Ok(Some(Some(1))))
-            }
-        }
-    }
-
-    pub async fn release(self) {
-        if let Self::Mysql { mut conn, name } = self {
-            let _: Result<Option<Option<i64>>, _> = conn
-                .exec_first("SELECT RELEASE_LOCK(?)", (name.as_str(),))
-                .await;
-            let _ = conn.disconnect().await;
-        }
-    }
 }
 
 impl Store {
@@ -220,26 +182,5 @@ impl Store {
             now,
         )
         .await
-    }
-
-    /// Tries to become the polling replica. SQLite: always (one node). MySQL: `GET_LOCK(name, 0)`
-    /// on a dedicated connection, kept while leading; `None` when another replica holds it.
-    pub async fn try_poller_lock(&self, name: &str) -> Result<Option<PollerLock>, StoreError> {
-        let Some(conn) = self.db().mysql_dedicated_conn().await else {
-            return Ok(Some(PollerLock::Single));
-        };
-        let mut conn = conn?;
-        let got: Option<Option<i64>> = conn
-            .exec_first("SELECT GET_LOCK(?, 0)", (name,))
-            .await
-            .map_err(map_mysql_error)?;
-        if got == Some(Some(1)) {
-            Ok(Some(PollerLock::Mysql {
-                conn: Box::new(conn),
-                name: name.to_string(),
-            }))
-        } else {
-            Ok(None)
-        }
     }
 }

@@ -45,6 +45,11 @@ pub const SQLITE: &[Migration] = &[
         name: "perf",
         sql: include_str!("../../db/sqlite/0007_perf.sql"),
     },
+    Migration {
+        version: 8,
+        name: "notifier",
+        sql: include_str!("../../db/sqlite/0008_notifier.sql"),
+    },
 ];
 
 pub const MYSQL: &[Migration] = &[
@@ -77,6 +82,11 @@ pub const MYSQL: &[Migration] = &[
         version: 7,
         name: "perf",
         sql: include_str!("../../db/mysql/0007_perf.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "notifier",
+        sql: include_str!("../../db/mysql/0008_notifier.sql"),
     },
 ];
 

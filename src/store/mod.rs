@@ -15,6 +15,7 @@ pub mod groups;
 pub mod instance_cache;
 pub mod instances;
 pub mod last_seen;
+pub mod leader;
 pub mod migrate;
 pub mod packages;
 pub mod rollout;

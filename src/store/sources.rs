@@ -318,7 +318,7 @@ impl Store {
             .collect()
     }
 
-    /// The newest activity id (0 when there is none): where a starting notifier begins.
+    /// The newest activity id (0 when there is none).
     pub async fn last_activity_id(&self) -> Result<i64, StoreError> {
         let rows = self
             .db()
@@ -328,6 +328,35 @@ impl Store {
             .map(|r| r.int(0))
             .transpose()
             .map(|v| v.unwrap_or(0))
+    }
+
+    /// The last activity entry handed to the notification endpoints and when the notifying
+    /// replica last wrote it (see `sources::notify`); `None` before any notifier ran.
+    pub async fn notifier_cursor(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT last_activity_id, updated_ts FROM notifier_state WHERE id = 1",
+                Vec::new(),
+            )
+            .await?;
+        rows.first()
+            .map(|row| Ok((row.int(0)?, row.int(1)?)))
+            .transpose()
+    }
+
+    /// Records that entries up to `activity_id` were handed to the endpoints, at `now` (also
+    /// as a heartbeat with an unchanged id). Never moves the cursor back (a replica that lost
+    /// the lead may still write a late, older value).
+    pub async fn save_notifier_cursor(&self, activity_id: i64, now: i64) -> Result<(), StoreError> {
+        self.db()
+            .exec(
+                "UPDATE notifier_state SET last_activity_id = ?, updated_ts = ? \
+                 WHERE id = 1 AND last_activity_id <= ?",
+                sql_params![activity_id, now, activity_id],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Where a package came from and which files it carries (None for API-created packages).

@@ -29,7 +29,8 @@ use crate::domain::{
 use crate::http::AppState;
 use crate::sources::ingest::{self, Outcome};
 use crate::startup::Background;
-use crate::store::artifactory::{ArtState, PollerLock};
+use crate::store::artifactory::ArtState;
+use crate::store::leader::LeaderLock;
 use crate::store::StoreError;
 
 /// Largest payload downloaded (compressed). Unpacked size is limited separately.
@@ -180,12 +181,14 @@ impl Poller {
             domain = %self.domain, environment = %self.environment,
             "Artifactory poller started"
         );
-        let mut leader: Option<PollerLock> = None;
+        let mut leader: Option<LeaderLock> = None;
         loop {
             if bg.is_shutting_down() {
                 break;
             }
-            let delay = match self.ensure_leader(&mut leader).await {
+            let delay = match LeaderLock::ensure(&self.state.store, &mut leader, &self.lock_name())
+                .await
+            {
                 true => {
                     let poller = self.clone();
                     let mut round = tokio::spawn(async move { poller.round().await });
@@ -240,27 +243,6 @@ impl Poller {
             lock.release().await;
         }
         tracing::info!("Artifactory poller stopped");
-    }
-
-    async fn ensure_leader(&self, leader: &mut Option<PollerLock>) -> bool {
-        if let Some(lock) = leader.as_mut() {
-            if lock.still_held().await {
-                return true;
-            }
-            tracing::warn!("lost the Artifactory poller lock (database connection closed)");
-            *leader = None;
-        }
-        match self.state.store.try_poller_lock(&self.lock_name()).await {
-            Ok(Some(lock)) => {
-                *leader = Some(lock);
-                true
-            }
-            Ok(None) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot take the Artifactory poller lock");
-                false
-            }
-        }
     }
 
     fn finish_failed_round(&self, round: u64, forced: bool, message: String, apps: Vec<AppReport>) {
