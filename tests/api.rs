@@ -1563,6 +1563,76 @@ async fn requests_without_valid_credentials_are_rejected_and_tokens_work(db: Tes
     assert_eq!(r.status(), 401, "a revoked token is refused");
 }
 
+/// Wrong passwords are limited per client address (20 in 5 minutes) and per user name (100,
+/// from any address); the client then gets 429 with Retry-After, even with the right password,
+/// while other clients and API tokens are unaffected. The dashboard login form shows the wait.
+#[tokio::test]
+async fn failed_logins_are_throttled_per_client_and_per_user() {
+    let t = spawn_app(TestDb::sqlite().await).await;
+    let token = t.admin_token().await;
+    let url = t.url("/api/apps");
+    let basic = |ip: String, user: &'static str, password: &'static str| {
+        t.client
+            .get(&url)
+            .header("x-forwarded-for", ip)
+            .basic_auth(user, Some(password))
+            .send()
+    };
+    let attacker = "203.0.113.1".to_string();
+    for i in 0..20 {
+        let r = basic(attacker.clone(), "admin", "guess").await.expect("GET");
+        assert_eq!(r.status(), 401, "attempt {i}");
+    }
+    let r = basic(attacker.clone(), "admin", "admin").await.expect("GET");
+    let wait: u64 = r
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&wait), "{wait}");
+    expect_error(r, 429, "too many failed logins").await;
+    let r = basic("203.0.113.2".into(), "admin", "admin").await.expect("GET");
+    assert_eq!(r.status(), 200, "another client is not throttled");
+    let r = t
+        .client
+        .get(&url)
+        .header("x-forwarded-for", &attacker)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 200, "API tokens are not throttled");
+
+    // The dashboard's login form from the throttled client.
+    let r = t
+        .client
+        .post(t.url("/ui/login"))
+        .header("x-forwarded-for", &attacker)
+        .form(&[("username", "admin"), ("password", "admin"), ("next", "/ui/")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Too many failed logins"), "{page}");
+
+    // One user name guessed from many addresses.
+    for i in 0..100 {
+        let r = basic(format!("198.51.100.{i}"), "ops", "guess")
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 401, "attempt {i}");
+    }
+    let r = basic("192.0.2.9".into(), "ops", "guess").await.expect("GET");
+    expect_error(r, 429, "too many failed logins").await;
+    let r = basic("192.0.2.9".into(), "admin", "admin").await.expect("GET");
+    assert_eq!(r.status(), 200, "other user names are not affected");
+}
+
 both_backends!(
     changing_the_password_retires_the_old_one,
     changing_the_password_retires_the_old_one

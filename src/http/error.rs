@@ -26,6 +26,9 @@ pub enum ApiError {
     /// A temporary failure the client should retry (503).
     #[error("{0}")]
     Unavailable(String),
+    /// Too many failed password checks from this client or for this user (429, Retry-After).
+    #[error("too many failed logins: try again in {0} s")]
+    TooManyAttempts(u64),
     /// Any other status with a message (401 with a reason, 415, ...).
     #[error("{1}")]
     Status(StatusCode, String),
@@ -60,6 +63,7 @@ impl ApiError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Status(status, _) => *status,
         }
     }
@@ -76,6 +80,12 @@ impl ApiError {
             response.headers_mut().insert(
                 warp::http::header::CONNECTION,
                 warp::http::HeaderValue::from_static("close"),
+            );
+        }
+        if let Self::TooManyAttempts(seconds) = self {
+            response.headers_mut().insert(
+                warp::http::header::RETRY_AFTER,
+                warp::http::HeaderValue::from(seconds),
             );
         }
         if matches!(self, Self::Unauthorized) {
@@ -99,6 +109,7 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible>
             ApiError::TooLarge(n) => ApiError::TooLarge(*n),
             ApiError::Internal(m) => ApiError::Internal(m.clone()),
             ApiError::Unavailable(m) => ApiError::Unavailable(m.clone()),
+            ApiError::TooManyAttempts(s) => ApiError::TooManyAttempts(*s),
             ApiError::Status(code, m) => ApiError::Status(*code, m.clone()),
         }
     } else if rejection.is_not_found() {

@@ -12,7 +12,8 @@ use warp::reply::{Reply, Response};
 use warp::Filter;
 
 use super::{
-    authenticated, check_authorization, limited_body, respond, with_state, ApiError, AppState,
+    authenticated, check_authorization, client_ip, limited_body, respond, with_state, ApiError,
+    AppState,
 };
 use crate::domain::{Artifact, SourceKind, User};
 use crate::sources::callback::{self, CallbackBody};
@@ -33,8 +34,9 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(s())
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::header::optional::<String>("content-type"))
+        .and(client_ip())
         .and(limited_body(limit))
-        .then(|s, auth, ctype, body| respond(registry_hook(s, auth, ctype, body)));
+        .then(|s, auth, ctype, client, body| respond(registry_hook(s, auth, ctype, client, body)));
     let generic = warp::path!("v1.0" / "hooks" / "generic" / String)
         .and(warp::post())
         .and(s())
@@ -209,6 +211,7 @@ async fn registry_hook(
     state: AppState,
     authorization: Option<String>,
     content_type: Option<String>,
+    client: std::net::IpAddr,
     body: Result<Bytes, usize>,
 ) -> Result<Response, ApiError> {
     let token_ok = match (&state.sources.registry_token, authorization.as_deref()) {
@@ -219,7 +222,7 @@ async fn registry_hook(
         _ => false,
     };
     if !token_ok {
-        check_authorization(&state, authorization.as_deref()).await?;
+        check_authorization(&state, authorization.as_deref(), client).await?;
     }
     if !registry_media_type_ok(content_type.as_deref()) {
         return Err(ApiError::Status(

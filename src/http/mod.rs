@@ -45,6 +45,8 @@ pub struct AppState {
     /// Dashboard options (sessions, cookie flags, refresh interval).
     pub dashboard: Arc<crate::config::DashboardArgs>,
     pub credentials: Arc<CredentialCache>,
+    /// Failed-login limits and the argon2 verification slots.
+    pub logins: Arc<crate::auth::LoginGuard>,
     pub metrics: Arc<metrics::Metrics>,
     /// Woken after a release was promoted to a channel (the embedded agent checks at once).
     pub promotions: Arc<tokio::sync::Notify>,
@@ -71,6 +73,7 @@ impl AppState {
             max_body_bytes,
             dashboard: Arc::new(crate::config::DashboardArgs::default()),
             credentials: Arc::new(CredentialCache::default()),
+            logins: Arc::default(),
             metrics: Arc::new(metrics),
             promotions: Arc::new(tokio::sync::Notify::new()),
             sources: Arc::new(crate::config::SourcesArgs::default()),
@@ -151,18 +154,24 @@ pub fn json_body<T: serde::de::DeserializeOwned + Send>(
 
 /// Authenticates `Authorization: Basic` (users) or `Bearer` (API tokens).
 pub fn authenticated(state: AppState) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
-        let state = state.clone();
-        async move {
-            match check_authorization(&state, header.as_deref()).await {
-                Ok(user) => Ok(user),
-                Err(e) => Err(warp::reject::custom(e)),
+    warp::header::optional::<String>("authorization")
+        .and(client_ip())
+        .and_then(move |header: Option<String>, client: std::net::IpAddr| {
+            let state = state.clone();
+            async move {
+                match check_authorization(&state, header.as_deref(), client).await {
+                    Ok(user) => Ok(user),
+                    Err(e) => Err(warp::reject::custom(e)),
+                }
             }
-        }
-    })
+        })
 }
 
-pub async fn check_authorization(state: &AppState, header: Option<&str>) -> Result<User, ApiError> {
+pub async fn check_authorization(
+    state: &AppState,
+    header: Option<&str>,
+    client: std::net::IpAddr,
+) -> Result<User, ApiError> {
     use base64::Engine as _;
     let header = header.ok_or(ApiError::Unauthorized)?.trim();
     let now = state.now();
@@ -187,24 +196,62 @@ pub async fn check_authorization(state: &AppState, header: Option<&str>) -> Resu
             .map_err(|_| ApiError::Unauthorized)?;
         let text = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
         let (username, password) = text.split_once(':').ok_or(ApiError::Unauthorized)?;
-        let creds = state
-            .store
-            .user_by_name(username)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or(ApiError::Unauthorized)?;
-        let credentials = state.credentials.clone();
-        let hash = creds.password_hash.clone();
-        let (user, pass) = (username.to_string(), password.to_string());
-        // argon2 is deliberately slow: keep it off the async workers.
-        let ok = tokio::task::spawn_blocking(move || credentials.verify(&user, &pass, &hash, now))
-            .await
-            .unwrap_or(false);
-        if ok {
-            return Ok(creds.user);
-        }
+        return match check_password(state, client, username, password, true).await? {
+            Some(user) => Ok(user),
+            None => Err(ApiError::Unauthorized),
+        };
     }
     Err(ApiError::Unauthorized)
+}
+
+/// The user when `password` is theirs; `None` when it is not (or the user does not exist),
+/// counted as a failure for `client` and `username` ([`crate::auth::LoginGuard`]); an error
+/// when they must wait first. `cached`: a Basic check verified in the last minute is accepted
+/// without argon2 (see [`CredentialCache`]).
+pub async fn check_password(
+    state: &AppState,
+    client: std::net::IpAddr,
+    username: &str,
+    password: &str,
+    cached: bool,
+) -> Result<Option<User>, ApiError> {
+    let now = state.now();
+    if let Some(wait) = state.logins.retry_after(client, username, now) {
+        return Err(ApiError::TooManyAttempts(wait));
+    }
+    let creds = if username.is_empty() || password.is_empty() || password.len() > 1024 {
+        None
+    } else {
+        state.store.user_by_name(username).await?
+    };
+    let ok = match &creds {
+        Some(creds)
+            if cached
+                && state
+                    .credentials
+                    .is_cached(username, password, &creds.password_hash, now) =>
+        {
+            true
+        }
+        Some(creds) => {
+            let _slot = state.logins.verification_slot().await;
+            let credentials = state.credentials.clone();
+            let hash = creds.password_hash.clone();
+            let (user, pass) = (username.to_string(), password.to_string());
+            // argon2 is deliberately slow: keep it off the async workers.
+            tokio::task::spawn_blocking(move || credentials.verify(&user, &pass, &hash, now))
+                .await
+                .unwrap_or(false)
+        }
+        None => false,
+    };
+    if ok {
+        state.logins.record_success(client);
+        Ok(creds.map(|c| c.user))
+    } else {
+        state.logins.record_failure(client, username, now);
+        Ok(None)
+    }
 }
 
 /// Turns a handler result into a response.

@@ -19,12 +19,23 @@ use crate::http::AppState;
 use crate::store::StoreError;
 
 /// Checks the credentials and starts a session (303 to `next`), or shows the form again.
-pub async fn login(state: AppState, form: Form) -> Response {
+pub async fn login(state: AppState, client: std::net::IpAddr, form: Form) -> Response {
     let username = form.get("username").unwrap_or("").trim().to_string();
     let password = form.get("password").unwrap_or("").to_string();
     let next = safe_next(form.get("next"));
-    let user = match lookup_user_password(&state, &username, &password).await {
-        Ok(user) => user,
+    let user = match lookup_user_password(&state, client, &username, &password).await {
+        Ok(Ok(user)) => user,
+        Ok(Err(seconds)) => {
+            let message = format!("Too many failed logins. Try again in {seconds} seconds.");
+            let mut response = html(
+                StatusCode::TOO_MANY_REQUESTS,
+                views::login_page(&next, Some(&message), &username),
+            );
+            response
+                .headers_mut()
+                .insert(warp::http::header::RETRY_AFTER, seconds.into());
+            return response;
+        }
         Err(e) => return e.into_response(),
     };
     let Some(user) = user else {
@@ -39,10 +50,15 @@ pub async fn login(state: AppState, form: Form) -> Response {
     }
 }
 
-pub async fn run(ctx: Ctx, route: ActionRoute, form: Form) -> Result<Response, UiError> {
+pub async fn run(
+    ctx: Ctx,
+    route: ActionRoute,
+    client: std::net::IpAddr,
+    form: Form,
+) -> Result<Response, UiError> {
     match route {
         ActionRoute::Logout => logout(ctx).await,
-        ActionRoute::Password => password(ctx, form).await,
+        ActionRoute::Password => password(ctx, client, form).await,
         ActionRoute::CreateApp => create_app(ctx, form).await,
         ActionRoute::CreateChannel { app } => create_channel(ctx, &app, form).await,
         ActionRoute::CreatePackage { app } => create_package(ctx, &app, form).await,
@@ -107,17 +123,21 @@ async fn logout(ctx: Ctx) -> Result<Response, UiError> {
     ))
 }
 
-async fn password(ctx: Ctx, form: Form) -> Result<Response, UiError> {
+async fn password(ctx: Ctx, client: std::net::IpAddr, form: Form) -> Result<Response, UiError> {
     let fail = |field: &str, message: &str| FieldError {
         field: field.to_string(),
         message: message.to_string(),
     };
     let current = form.get("current").unwrap_or("").to_string();
     let new = form.get("password").unwrap_or("").to_string();
-    let error = if lookup_user_password(&ctx.state, &ctx.session.user.username, &current)
-        .await?
-        .is_none()
-    {
+    let checked =
+        lookup_user_password(&ctx.state, client, &ctx.session.user.username, &current).await?;
+    let error = if let Err(seconds) = checked {
+        Some(fail(
+            "current",
+            &format!("was wrong too often: try again in {seconds} seconds"),
+        ))
+    } else if matches!(checked, Ok(None)) {
         Some(fail("current", "is wrong"))
     } else if new != form.get("confirm").unwrap_or("") {
         Some(fail("confirm", "does not match the new password"))

@@ -357,23 +357,19 @@ async fn start_session(state: &AppState, user_id: &str) -> Result<String, UiErro
     Ok(session_cookie(state, &value, lifetime / 1000))
 }
 
-/// The user when `password` is theirs. argon2 is slow by design: it runs off the async workers.
+/// The user when `password` is theirs (argon2 off the async workers, failures limited per client
+/// and user: `http::check_password`); `Err(seconds)` when the client must wait first.
 async fn lookup_user_password(
     state: &AppState,
+    client: std::net::IpAddr,
     username: &str,
     password: &str,
-) -> Result<Option<crate::domain::User>, UiError> {
-    if username.is_empty() || password.is_empty() || password.len() > 1024 {
-        return Ok(None);
+) -> Result<Result<Option<crate::domain::User>, u64>, UiError> {
+    match crate::http::check_password(state, client, username, password, false).await {
+        Ok(user) => Ok(Ok(user)),
+        Err(crate::http::ApiError::TooManyAttempts(seconds)) => Ok(Err(seconds)),
+        Err(e) => Err(UiError::Internal(e.to_string())),
     }
-    let Some(creds) = state.store.user_by_name(username).await? else {
-        return Ok(None);
-    };
-    let (password, hash) = (password.to_string(), creds.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
-    Ok(ok.then_some(creds.user))
 }
 
 /// The logged-in context for a request's cookie, if its session is valid.
@@ -585,6 +581,7 @@ async fn serve_action(
     state: AppState,
     cookie: Option<String>,
     tail: String,
+    client: std::net::IpAddr,
     body: Result<Bytes, usize>,
 ) -> Response {
     let Ok(body) = body else {
@@ -592,7 +589,7 @@ async fn serve_action(
     };
     let form = Form::parse(&String::from_utf8_lossy(&body));
     if tail == "login" {
-        return actions::login(state, form).await;
+        return actions::login(state, client, form).await;
     }
     let ctx = match lookup(&state, cookie.as_deref()).await {
         Ok(Some(ctx)) => ctx,
@@ -609,7 +606,7 @@ async fn serve_action(
     let Some(route) = action_route(&tail) else {
         return UiError::NotFound.into_response();
     };
-    match actions::run(ctx, route, form).await {
+    match actions::run(ctx, route, client, form).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -680,6 +677,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(with_state(state))
         .and(cookie())
         .and(tail())
+        .and(crate::http::client_ip())
         .and(limited_body(limit))
         .then(serve_action);
 
