@@ -108,6 +108,12 @@ impl App {
             self.state.store.clone(),
             ctx.shutdown.clone(),
         )));
+        tasks.push(tokio::spawn(crate::rollout::sweep::run_periodically(
+            self.state.store.clone(),
+            self.state.clock.clone(),
+            std::time::Duration::from_secs(self.args.rollout_sweep_seconds),
+            ctx.shutdown.clone(),
+        )));
         tasks.extend(crate::sources::start(&ctx, &self.args).await);
         tasks.extend(crate::agent::start_local(&ctx, &self.args.local_agent));
         tasks.extend(crate::sync::start(&ctx, &self.args.sync));

@@ -1580,10 +1580,14 @@ async fn failed_logins_are_throttled_per_client_and_per_user() {
     };
     let attacker = "203.0.113.1".to_string();
     for i in 0..20 {
-        let r = basic(attacker.clone(), "admin", "guess").await.expect("GET");
+        let r = basic(attacker.clone(), "admin", "guess")
+            .await
+            .expect("GET");
         assert_eq!(r.status(), 401, "attempt {i}");
     }
-    let r = basic(attacker.clone(), "admin", "admin").await.expect("GET");
+    let r = basic(attacker.clone(), "admin", "admin")
+        .await
+        .expect("GET");
     let wait: u64 = r
         .headers()
         .get("retry-after")
@@ -1594,7 +1598,9 @@ async fn failed_logins_are_throttled_per_client_and_per_user() {
         .unwrap();
     assert!((1..=300).contains(&wait), "{wait}");
     expect_error(r, 429, "too many failed logins").await;
-    let r = basic("203.0.113.2".into(), "admin", "admin").await.expect("GET");
+    let r = basic("203.0.113.2".into(), "admin", "admin")
+        .await
+        .expect("GET");
     assert_eq!(r.status(), 200, "another client is not throttled");
     let r = t
         .client
@@ -1611,7 +1617,11 @@ async fn failed_logins_are_throttled_per_client_and_per_user() {
         .client
         .post(t.url("/ui/login"))
         .header("x-forwarded-for", &attacker)
-        .form(&[("username", "admin"), ("password", "admin"), ("next", "/ui/")])
+        .form(&[
+            ("username", "admin"),
+            ("password", "admin"),
+            ("next", "/ui/"),
+        ])
         .send()
         .await
         .expect("POST");
@@ -1627,9 +1637,13 @@ async fn failed_logins_are_throttled_per_client_and_per_user() {
             .expect("GET");
         assert_eq!(r.status(), 401, "attempt {i}");
     }
-    let r = basic("192.0.2.9".into(), "ops", "guess").await.expect("GET");
+    let r = basic("192.0.2.9".into(), "ops", "guess")
+        .await
+        .expect("GET");
     expect_error(r, 429, "too many failed logins").await;
-    let r = basic("192.0.2.9".into(), "admin", "admin").await.expect("GET");
+    let r = basic("192.0.2.9".into(), "admin", "admin")
+        .await
+        .expect("GET");
     assert_eq!(r.status(), 200, "other user names are not affected");
 }
 

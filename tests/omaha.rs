@@ -852,6 +852,45 @@ async fn p09_timeouts_resume_without_safe_mode(db: TestDb) {
 }
 both_backends!(p09_timeout_no_brake, p09_timeouts_resume_without_safe_mode);
 
+/// A rollout whose last instance behind goes silent finishes once that instance leaves the
+/// one-day active window: the periodic sweep (here every second) re-checks groups marked in
+/// progress. While the instance is active and behind, the sweep leaves the rollout running.
+async fn silent_instances_let_a_rollout_finish(db: TestDb) {
+    let mut options = AppOptions::default();
+    options
+        .extra_args
+        .extend(["--rollout-sweep-seconds".to_string(), "1".into()]);
+    let app = spawn_app_with(db, options).await;
+    let t = rollout(&app, "12.1.0", json!({"policy_safe_mode": false})).await;
+    assert_eq!(
+        check(&app, &t, "quiet-1", "12.0.0").await.summary(),
+        grant("12.1.0")
+    );
+    assert_eq!(group(&app, &t).await["rollout_in_progress"], true);
+    // Active and behind: sweeps change nothing.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(group(&app, &t).await["rollout_in_progress"], true);
+    assert!(of_class(&activity(&app, &t.app_id).await, class::ROLLOUT_FINISHED).is_empty());
+    // The machine never reports back; a day later it is no longer active.
+    app.clock.advance_ms(25 * 3_600_000);
+    let mut finished = false;
+    for _ in 0..100 {
+        if group(&app, &t).await["rollout_in_progress"] == false {
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(finished, "the sweep finishes the rollout");
+    let finished = of_class(&activity(&app, &t.app_id).await, class::ROLLOUT_FINISHED);
+    assert_eq!(finished.len(), 1, "{finished:?}");
+    assert_eq!(finished[0]["version"], "12.1.0");
+}
+both_backends!(
+    silent_rollout_finishes,
+    silent_instances_let_a_rollout_finish
+);
+
 /// P10: a safe-mode rollout over three instances from canary to finish, with one failure and a
 /// retry; `rollout_in_progress` clears only when every instance runs the new version.
 async fn p10_full_rollout(db: TestDb) {

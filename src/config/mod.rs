@@ -108,6 +108,11 @@ pub struct ServeArgs {
     /// Maximum size of REST request bodies, in bytes.
     #[arg(long, env = "ROLLBRIDGE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Seconds between re-checks of groups marked "rollout in progress" (a rollout whose last
+    /// instances went silent finishes when they leave the one-day active window).
+    #[arg(long, env = "ROLLBRIDGE_ROLLOUT_SWEEP_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rollout_sweep_seconds: u64,
     #[command(flatten)]
     pub sources: SourcesArgs,
     #[command(flatten)]

@@ -210,40 +210,54 @@ pub async fn complete_instance(
         now,
     )
     .await?;
+    finish_rollout_if_done(tx, group, now).await?;
+    Ok(())
+}
+
+/// Clears the group's "rollout in progress" (with a `RolloutFinished` entry) when no active
+/// instance is behind the channel's version; returns whether it did. Runs after a completion
+/// and from [`crate::rollout::sweep`] (instances that went silent, or reached the version
+/// without reporting a completion, never trigger the first).
+pub async fn finish_rollout_if_done(
+    tx: &mut Tx,
+    group: &mut Group,
+    now: i64,
+) -> Result<bool, StoreError> {
     if !group.rollout_in_progress {
-        return Ok(());
+        return Ok(false);
     }
     let Some(channel_id) = group.channel_id.clone() else {
-        return Ok(());
+        return Ok(false);
     };
     let Some(target) = rows::channel_target(tx, &channel_id).await? else {
-        return Ok(());
+        return Ok(false);
     };
     let (package, _) = &*target;
     let Ok(target) = Version::parse(&package.version) else {
-        return Ok(());
+        return Ok(false);
     };
-    if !rows::any_active_behind(tx, &group.id, &target, now).await? {
-        rows::set_rollout_in_progress(tx, &group.id, false).await?;
-        group.rollout_in_progress = false;
-        rows::add_activity(
-            tx,
-            &NewActivity {
-                class: ActivityClass::RolloutFinished,
-                severity: Severity::Success,
-                version: package.version.clone(),
-                application_id: group.application_id.clone(),
-                group_id: Some(group.id.clone()),
-                channel_id: Some(channel_id),
-                instance_id: None,
-                description: format!(
-                    "Rollout of {} finished in group {}",
-                    package.version, group.name
-                ),
-            },
-            now,
-        )
-        .await?;
+    if rows::any_active_behind(tx, &group.id, &target, now).await? {
+        return Ok(false);
     }
-    Ok(())
+    rows::set_rollout_in_progress(tx, &group.id, false).await?;
+    group.rollout_in_progress = false;
+    rows::add_activity(
+        tx,
+        &NewActivity {
+            class: ActivityClass::RolloutFinished,
+            severity: Severity::Success,
+            version: package.version.clone(),
+            application_id: group.application_id.clone(),
+            group_id: Some(group.id.clone()),
+            channel_id: Some(channel_id),
+            instance_id: None,
+            description: format!(
+                "Rollout of {} finished in group {}",
+                package.version, group.name
+            ),
+        },
+        now,
+    )
+    .await?;
+    Ok(true)
 }

@@ -784,6 +784,18 @@ pub async fn any_active_behind(
 }
 
 impl Store {
+    /// Groups whose rollout is marked in progress (`rollout::sweep` re-checks them).
+    pub async fn groups_rolling_out(&self) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT id FROM rollout_groups WHERE rollout_in_progress = 1",
+                Vec::new(),
+            )
+            .await?;
+        rows.iter().map(|r| r.text(0)).collect()
+    }
+
     /// Test and operator helper: sets an instance's rollout fields directly.
     pub async fn force_instance_state(
         &self,
