@@ -852,6 +852,71 @@ async fn p09_timeouts_resume_without_safe_mode(db: TestDb) {
 }
 both_backends!(p09_timeout_no_brake, p09_timeouts_resume_without_safe_mode);
 
+/// A channel moved back voids the grants nobody started and the holds: the instances' next
+/// checks release them (status Undefined, no update in progress), so the next release's
+/// safe-mode rollout is not paused at once by a stale grant counted as timed out.
+async fn channel_rollback_releases_stale_grants_and_holds(db: TestDb) {
+    let app = spawn_app(db).await;
+    let (app_id, channel_id, group_id, _pkg2) = app
+        .setup_rollout(
+            "2.0.0",
+            json!({"policy_safe_mode": false, "policy_max_updates_per_period": 1}),
+        )
+        .await;
+    let t = Target {
+        appid: app_id.clone(),
+        app_id: app_id.clone(),
+        group_id,
+        track: "main".into(),
+    };
+    let package = |version: &str| json!({"type": 4, "version": version, "url": "https://pkgs.example.com/", "filename": "pkg.tgz", "size": "1024", "hash": "aGFzaA=="});
+    let pkg1 = create_package(&app, &app_id, package("1.0.0")).await;
+    assert_eq!(
+        check(&app, &t, "rv01", "1.0.0").await.summary(),
+        grant("2.0.0")
+    );
+    assert_eq!(
+        check(&app, &t, "rv02", "1.0.0").await.summary(),
+        denied(MAX_PER_PERIOD)
+    );
+    assert_eq!(status_of(&app, &t, "rv02").await, Some(st::ONHOLD));
+    point_channel(&app, &app_id, &channel_id, pkg1["id"].as_str().unwrap()).await;
+    for machine in ["rv01", "rv02"] {
+        assert_eq!(check(&app, &t, machine, "1.0.0").await.summary(), NO_UPDATE);
+        assert_eq!(
+            status_of(&app, &t, machine).await,
+            Some(1),
+            "{machine} released"
+        );
+    }
+    // Up to date without a status: counted as complete, nothing in progress or on hold.
+    assert_stats(&stats(&app, &t).await, &[("complete", 2)]);
+    // Checks after the release write nothing more.
+    assert_eq!(check(&app, &t, "rv01", "1.0.0").await.summary(), NO_UPDATE);
+
+    // The next release, in safe mode, long after the void grant's timeout.
+    update_group(
+        &app,
+        &t,
+        json!({"policy_safe_mode": true, "policy_update_timeout": "5 minutes",
+               "policy_max_updates_per_period": 10, "policy_period_interval": "5 minutes"}),
+    )
+    .await;
+    app.clock.advance_ms(10 * 60_000);
+    let pkg3 = create_package(&app, &app_id, package("3.0.0")).await;
+    point_channel(&app, &app_id, &channel_id, pkg3["id"].as_str().unwrap()).await;
+    assert_eq!(
+        check(&app, &t, "rv02", "1.0.0").await.summary(),
+        grant("3.0.0")
+    );
+    assert_eq!(group(&app, &t).await["policy_updates_enabled"], true);
+    assert!(of_class(&activity(&app, &app_id).await, class::ROLLOUT_FAILED).is_empty());
+}
+both_backends!(
+    channel_rollback,
+    channel_rollback_releases_stale_grants_and_holds
+);
+
 /// A rollout whose last instance behind goes silent finishes once that instance leaves the
 /// one-day active window: the periodic sweep (here every second) re-checks groups marked in
 /// progress. While the instance is active and behind, the sweep leaves the rollout running.

@@ -271,7 +271,10 @@ async fn answer_read_only<Q: CheckReads>(
     }
     let plan = plan_update(q, group, req, Some(instance.fields()), now).await?;
     let answer = match plan.decision {
-        Decision::Grant | Decision::NoUpdate(NoUpdateEffect::Complete) => return Ok(None),
+        Decision::Grant
+        | Decision::NoUpdate(NoUpdateEffect::Complete | NoUpdateEffect::Release) => {
+            return Ok(None)
+        }
         Decision::Reserve => match plan.target.as_deref() {
             Some((package, _)) => UpdateAnswer::Update(Box::new(package.clone())),
             None => UpdateAnswer::Denied(Denial::NoPackage),
@@ -545,6 +548,25 @@ async fn update_check(
             None => Ok(UpdateAnswer::Denied(Denial::NoPackage)),
         },
         Decision::NoUpdate(effect) => {
+            if effect == NoUpdateEffect::Release {
+                let version = instance
+                    .last_update_version
+                    .as_ref()
+                    .map(|v| v.as_str().to_string())
+                    .unwrap_or_default();
+                rows::set_status(
+                    tx,
+                    key,
+                    current_status,
+                    InstanceStatus::Undefined,
+                    &version,
+                    "",
+                    true,
+                    None,
+                    now,
+                )
+                .await?;
+            }
             if effect == NoUpdateEffect::Complete {
                 let granted = instance
                     .last_update_version

@@ -53,6 +53,11 @@ pub enum NoUpdateEffect {
     None,
     /// The instance reached (or can no longer get) its granted version: mark it Complete.
     Complete,
+    /// The channel offers nothing newer than what the instance runs (it moved back, or was
+    /// rolled back) while the instance holds a grant it never started, or waits on hold: that
+    /// grant or hold is void; release it (status Undefined, no update in progress) so it is
+    /// neither counted as an update in progress or timed out nor shown as waiting.
+    Release,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +124,15 @@ pub fn decide(
         }
     }
 
-    if target.blacklisted || instance.reported_version >= target.version {
+    if instance.reported_version >= target.version {
+        let stale = instance.update_in_progress || instance.status == Some(InstanceStatus::OnHold);
+        return Decision::NoUpdate(if stale {
+            NoUpdateEffect::Release
+        } else {
+            NoUpdateEffect::None
+        });
+    }
+    if target.blacklisted {
         return Decision::NoUpdate(NoUpdateEffect::None);
     }
 
@@ -221,6 +234,71 @@ mod tests {
             0,
         );
         assert_eq!(d, Decision::NoUpdate(NoUpdateEffect::None));
+    }
+
+    #[test]
+    fn grants_and_holds_are_released_when_the_channel_offers_nothing_newer() {
+        // Granted 2.0.0, never started; the channel went back to 1.0.0, which it runs.
+        let granted = InstanceState {
+            status: Some(InstanceStatus::UpdateGranted),
+            update_in_progress: true,
+            last_update_version: Some(v("2.0.0")),
+            last_update_granted_ts: Some(0),
+            ..fresh("1.0.0")
+        };
+        let d = decide(
+            &policy(false, 1),
+            &Counters::default(),
+            &granted,
+            Some(&target("1.0.0")),
+            10,
+        );
+        assert_eq!(d, Decision::NoUpdate(NoUpdateEffect::Release));
+        // Waiting on hold for 2.0.0 when the channel went back.
+        let held = InstanceState {
+            status: Some(InstanceStatus::OnHold),
+            ..fresh("1.0.0")
+        };
+        let d = decide(
+            &policy(false, 1),
+            &Counters::default(),
+            &held,
+            Some(&target("1.0.0")),
+            10,
+        );
+        assert_eq!(d, Decision::NoUpdate(NoUpdateEffect::Release));
+        // Still behind the channel: the hold stands, nothing is released.
+        let d = decide(
+            &policy(false, 1),
+            &Counters {
+                granted_in_period: 1,
+                ..Counters::default()
+            },
+            &held,
+            Some(&target("2.0.0")),
+            10,
+        );
+        assert!(matches!(d, Decision::Deny { .. }), "{d:?}");
+        // A download under way is left alone (update_engine finishes what it fetched).
+        let busy = InstanceState {
+            status: Some(InstanceStatus::Downloading),
+            ..granted.clone()
+        };
+        let d = decide(
+            &policy(false, 1),
+            &Counters::default(),
+            &busy,
+            Some(&target("1.0.0")),
+            10,
+        );
+        assert_eq!(
+            d,
+            Decision::Deny {
+                reason: Denial::UpdateInProgress,
+                hold: false,
+                pause_group: false
+            }
+        );
     }
 
     #[test]
