@@ -68,7 +68,7 @@ async fn run() -> anyhow::Result<()> {
             };
             rollbridge::auth::validate_new_password(&password).map_err(anyhow::Error::msg)?;
             let hash = rollbridge::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
-            match store.set_password(&name, &hash).await {
+            match store.set_password(&name, &hash, None).await {
                 Ok(()) => println!("password of {name} changed"),
                 Err(rollbridge::store::StoreError::NotFound) => {
                     store

@@ -1669,6 +1669,34 @@ async fn changing_the_password_retires_the_old_one(db: TestDb) {
     )
     .await;
     t.get_json("/api/apps").await;
+    // A dashboard session opened with the old password.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = browser
+        .post(t.url("/ui/login"))
+        .form(&[
+            ("username", "admin"),
+            ("password", "admin"),
+            ("next", "/ui/"),
+        ])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 303);
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .expect("session cookie")
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = |cookie: String| browser.get(t.url("/ui/")).header("cookie", cookie).send();
+    assert_eq!(page(cookie.clone()).await.expect("GET").status(), 200);
 
     let r = t
         .put_json(
@@ -1677,6 +1705,16 @@ async fn changing_the_password_retires_the_old_one(db: TestDb) {
         )
         .await;
     assert_eq!(r.status(), 204);
+    let after = page(cookie).await.expect("GET");
+    assert_eq!(
+        after.status(),
+        303,
+        "the old session ended with the password"
+    );
+    assert!(after.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/ui/login"));
     let old = t
         .client
         .get(t.url("/api/apps"))

@@ -635,10 +635,18 @@ async fn users_and_tokens(db: TestDb) {
         store.revoke_token(&created.id).await,
         Err(StoreError::NotFound)
     ));
+    // A password change ends the user's dashboard sessions, but the one that made it.
+    for session in ["s-kept", "s-other"] {
+        store
+            .create_session(session, &admin.user.id, "csrf", NOW, NOW + 3_600_000)
+            .await
+            .unwrap();
+    }
     store
         .set_password(
             "admin",
             &rollbridge::auth::hash_password("new-password").unwrap(),
+            Some("s-kept"),
         )
         .await
         .unwrap();
@@ -647,8 +655,16 @@ async fn users_and_tokens(db: TestDb) {
         "new-password",
         &admin.password_hash
     ));
+    assert!(store.session("s-kept", NOW).await.unwrap().is_some());
+    assert!(store.session("s-other", NOW).await.unwrap().is_none());
+    // From the API or the CLI (no session of its own): every session ends.
+    store
+        .set_password("admin", &admin.password_hash, None)
+        .await
+        .unwrap();
+    assert!(store.session("s-kept", NOW).await.unwrap().is_none());
     assert!(matches!(
-        store.set_password("ghost", "x").await,
+        store.set_password("ghost", "x", None).await,
         Err(StoreError::NotFound)
     ));
     store.create_user("ops", "hash", TEAM, NOW).await.unwrap();

@@ -523,7 +523,10 @@ async fn change_password(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(ApiError::Internal)?;
-    state.store.set_password(&user.username, &hash).await?;
+    state
+        .store
+        .set_password(&user.username, &hash, None)
+        .await?;
     no_content()
 }
 

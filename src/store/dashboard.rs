@@ -79,20 +79,6 @@ impl Store {
         Ok(())
     }
 
-    /// Ends every session of a user except `keep` (after a password change).
-    pub async fn delete_other_sessions(
-        &self,
-        user_id: &str,
-        keep: &str,
-    ) -> Result<u64, StoreError> {
-        self.db()
-            .exec(
-                "DELETE FROM dashboard_sessions WHERE user_id = ? AND id_hash <> ?",
-                sql_params![user_id, keep],
-            )
-            .await
-    }
-
     /// Removes expired sessions; returns how many.
     pub async fn prune_sessions(&self, now: i64) -> Result<u64, StoreError> {
         self.db()

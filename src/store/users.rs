@@ -76,22 +76,38 @@ impl Store {
         })
     }
 
+    /// Sets a user's password and ends their dashboard sessions — all of them, or all but
+    /// `keep_session` (the session that made the change) — in one transaction: whoever knew
+    /// the old password must not stay logged in.
     pub async fn set_password(
         &self,
         username: &str,
         password_hash: &str,
+        keep_session: Option<&str>,
     ) -> Result<(), StoreError> {
-        let n = self
-            .db()
-            .exec(
-                "UPDATE users SET password_hash = ?, password_is_default = 0 WHERE username = ?",
-                sql_params![password_hash, username],
+        let mut tx = self.begin().await?;
+        // Looked up rather than judged by affected rows: MySQL reports 0 for an unchanged row.
+        let rows = tx
+            .query(
+                "SELECT id FROM users WHERE username = ?",
+                sql_params![username],
             )
             .await?;
-        if n == 0 {
+        let Some(user_id) = rows.first().map(|r| r.text(0)).transpose()? else {
+            tx.rollback().await?;
             return Err(StoreError::NotFound);
-        }
-        Ok(())
+        };
+        tx.exec(
+            "UPDATE users SET password_hash = ?, password_is_default = 0 WHERE id = ?",
+            sql_params![password_hash, &user_id],
+        )
+        .await?;
+        tx.exec(
+            "DELETE FROM dashboard_sessions WHERE user_id = ? AND id_hash <> ?",
+            sql_params![&user_id, keep_session.unwrap_or("")],
+        )
+        .await?;
+        tx.commit().await
     }
 
     pub async fn create_token(

@@ -158,10 +158,7 @@ async fn password(ctx: Ctx, client: std::net::IpAddr, form: Form) -> Result<Resp
         .map_err(UiError::Internal)?;
     let store = &ctx.state.store;
     store
-        .set_password(&ctx.session.user.username, &hash)
-        .await?;
-    store
-        .delete_other_sessions(&ctx.session.user.id, &ctx.id_hash)
+        .set_password(&ctx.session.user.username, &hash, Some(&ctx.id_hash))
         .await?;
     let page = pages::password(&ctx, None, true);
     Ok(html(StatusCode::OK, page.markup))
