@@ -1257,6 +1257,32 @@ async fn bad_grants_fail_cleanly_without_touching_the_container() {
     );
     assert_eq!(image_ref_of(&web), format!("{REPO}:1.0.0"));
     assert!(running(&web));
+
+    // A release of another repository (a leaked webhook secret naming any image) does not
+    // move the container to it.
+    let (registry, _) = REPO.split_once('/').expect("registry host");
+    let foreign = TestImage {
+        repo: format!("{registry}/elsewhere/other"),
+        version: "1.7.0",
+        digest: format!("sha256:{}", "1".repeat(64)),
+    };
+    publish_release(&app, &rollout, &foreign).await;
+    wait_for(&app, 60, "the repository change to be refused", || async {
+        match agent_instance(&app, &rollout).await {
+            Some((machine, _, _)) => {
+                last_error(events(&app, &rollout, &machine).await).as_deref() == Some("2006")
+            }
+            None => false,
+        }
+    })
+    .await;
+    assert_eq!(
+        inspect(&web)["Id"],
+        before,
+        "foreign image: container untouched"
+    );
+    assert_eq!(image_ref_of(&web), format!("{REPO}:1.0.0"));
+    assert!(running(&web));
 }
 
 /// A hostile or broken server: oversized, malformed and DOCTYPE answers to the agent's Omaha

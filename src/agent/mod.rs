@@ -162,6 +162,26 @@ enum UpdateResult {
     Skipped,
 }
 
+/// The package's image would move a container to another repository: refused (see
+/// `--allow-repository-change`). Containers whose image is not a reference (an image id)
+/// cannot be compared and are not held against the package.
+fn repository_change(unit: &Unit, image: &ImageRef) -> Option<StepError> {
+    let wanted = image.normalized_repository();
+    unit.containers.iter().find_map(|c| {
+        if c.image.starts_with("sha256:") {
+            return None;
+        }
+        let running = ImageRef::parse(&c.image)?;
+        (running.normalized_repository() != wanted).then(|| StepError {
+            code: ErrorCode::RepositoryChanged,
+            message: format!(
+                "the package's image {} is from another repository than container {}'s {} (start the agent with --allow-repository-change to accept)",
+                image.repository, c.name, running.repository
+            ),
+        })
+    })
+}
+
 pub struct Agent {
     server: Server,
     runtime: Runtime,
@@ -501,6 +521,13 @@ impl Agent {
                 .await;
             return UpdateResult::Failed(err);
         };
+        if !self.settings.allow_repository_change {
+            if let Some(err) = repository_change(unit, &image) {
+                self.send_event(unit, current, (3, 0), "", &err.code.code().to_string())
+                    .await;
+                return UpdateResult::Failed(err);
+            }
+        }
         let key = image.pull_reference();
         if let Some((failed_key, at)) = self.failed.get(&unit.app_id) {
             if *failed_key == key && at.elapsed() < FAILED_RETRY_AFTER {

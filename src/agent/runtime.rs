@@ -41,6 +41,9 @@ pub enum ErrorCode {
     Create = 2003,
     Start = 2004,
     Unhealthy = 2005,
+    /// The package's image is from another repository than the container's (refused unless
+    /// `--allow-repository-change`).
+    RepositoryChanged = 2006,
 }
 
 impl ErrorCode {

@@ -55,6 +55,11 @@ pub struct AgentArgs {
     /// Docker client config with registry credentials (`auths`); default `~/.docker/config.json`.
     #[arg(long, env = "ROLLBRIDGE_AGENT_DOCKER_CONFIG")]
     pub docker_config: Option<PathBuf>,
+    /// Accept a package whose image comes from another repository than the container runs.
+    /// Off by default: whoever can publish a release (a webhook secret) could otherwise make
+    /// this host run any image under an existing container's name and settings.
+    #[arg(long, env = "ROLLBRIDGE_AGENT_ALLOW_REPOSITORY_CHANGE")]
+    pub allow_repository_change: bool,
     /// Run one reconcile pass and exit (for cron-style use and scripts).
     #[arg(long)]
     pub once: bool,
@@ -104,6 +109,9 @@ pub struct LocalAgentArgs {
     /// See `rollbridge agent --docker-config`.
     #[arg(long, env = "ROLLBRIDGE_AGENT_DOCKER_CONFIG")]
     pub agent_docker_config: Option<PathBuf>,
+    /// See `rollbridge agent --allow-repository-change`.
+    #[arg(long, env = "ROLLBRIDGE_AGENT_ALLOW_REPOSITORY_CHANGE")]
+    pub agent_allow_repository_change: bool,
 }
 
 /// What the embedded agent should do at start.
@@ -144,6 +152,8 @@ pub struct AgentSettings {
     pub health_timeout: Duration,
     /// Where registry credentials are read from (may not exist).
     pub docker_config: Option<PathBuf>,
+    /// Whether a package may move a container to another image repository.
+    pub allow_repository_change: bool,
 }
 
 /// `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`), read here because this is the
@@ -168,6 +178,7 @@ impl AgentArgs {
             health_grace: self.health_grace,
             health_timeout: self.health_timeout,
             docker_config: self.docker_config.clone().or_else(default_docker_config),
+            allow_repository_change: self.allow_repository_change,
         }
     }
 }
@@ -188,6 +199,7 @@ impl LocalAgentArgs {
                 .agent_docker_config
                 .clone()
                 .or_else(default_docker_config),
+            allow_repository_change: self.agent_allow_repository_change,
         }
     }
 }
