@@ -118,7 +118,11 @@ impl App {
         tasks.extend(crate::agent::start_local(&ctx, &self.args.local_agent));
         tasks.extend(crate::sync::start(&ctx, &self.args.sync));
         tracing::info!(addr = %self.addr, "rollbridge listening");
-        http::server::serve(self.listener, self.state, shutdown).await;
+        let options = http::server::ServerOptions {
+            read_timeout: std::time::Duration::from_secs(self.args.read_timeout_seconds),
+            shutdown_grace: std::time::Duration::from_secs(self.args.shutdown_grace_seconds),
+        };
+        http::server::serve(self.listener, self.state, options, shutdown).await;
         let _ = stop_tx.send(true);
         for mut task in tasks {
             if tokio::time::timeout(BACKGROUND_GRACE, &mut task)

@@ -2777,6 +2777,90 @@ async fn deletes_cascade_or_clear_references(db: TestDb) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Query strings
+// ---------------------------------------------------------------------------------------------
+
+both_backends!(
+    query_errors_name_the_field_and_paging_has_defaults,
+    query_errors_name_the_field_and_paging_has_defaults
+);
+async fn query_errors_name_the_field_and_paging_has_defaults(db: TestDb) {
+    let t = spawn_app(db).await;
+    let (app_id, _channel, group_id, _pkg) = t.setup_rollout("2.0.0", json!({})).await;
+    for host in ["host-1", "host-2", "host-3"] {
+        check(&t, &app_id, "main", host, "1.0.0").await;
+    }
+    let instances_path = format!("/api/apps/{app_id}/groups/{group_id}/instances");
+
+    // A value of the wrong type: 400 naming the parameter, the expected type and the value.
+    let cases = [
+        (
+            "/api/activity?severity=abc".to_string(),
+            r#"severity: expected an integer, got "abc""#,
+        ),
+        (
+            format!("{instances_path}?status=abc"),
+            r#"status: expected an integer, got "abc""#,
+        ),
+        (
+            "/api/apps?perpage=ten".to_string(),
+            r#"perpage: expected an integer, got "ten""#,
+        ),
+        (
+            format!("{instances_path}?page=1.5"),
+            r#"page: expected an integer, got "1.5""#,
+        ),
+        (
+            format!("{instances_path}/host-1/status_history?limit=x"),
+            r#"limit: expected an integer, got "x""#,
+        ),
+        (
+            "/v1.0/force?wait=-1".to_string(),
+            r#"wait: expected a non-negative integer, got "-1""#,
+        ),
+    ];
+    for (path, needle) in &cases {
+        expect_error(t.get(path).await, 400, needle).await;
+    }
+    // Empty values are absent, as a form sends them.
+    assert_eq!(
+        instances(&t, &app_id, &group_id, "?status=&perpage=")
+            .await
+            .1
+            .len(),
+        3
+    );
+
+    // perpage 0 or negative means the endpoint's default page size (CoreRoller reads it so),
+    // not a page of one.
+    for query in ["?perpage=0", "?perpage=-5"] {
+        let (total, ids) = instances(&t, &app_id, &group_id, query).await;
+        assert_eq!((total, ids.len()), (3, 3), "{query}");
+        assert_eq!(
+            list(&t, &format!("/api/apps{query}")).await.len(),
+            2,
+            "{query}"
+        );
+    }
+    assert_eq!(
+        instances(&t, &app_id, &group_id, "?perpage=2")
+            .await
+            .1
+            .len(),
+        2
+    );
+    let all = activity(&t, &format!("?app={app_id}")).await;
+    assert!(all.len() >= 2, "{all:?}");
+    for query in ["perpage=0", "perpage=-5"] {
+        assert_eq!(
+            activity(&t, &format!("?app={app_id}&{query}")).await,
+            all,
+            "{query}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Hostile input
 // ---------------------------------------------------------------------------------------------
 

@@ -393,8 +393,42 @@ async fn dockerhub_end_to_end(db: TestDb) {
     // The unread rest of the body makes the connection unusable: the answer says so.
     assert_eq!(r.headers()["connection"], "close");
     assert_eq!(packages(&app, &app_id).await.len(), 2);
+
+    // Counted by ingest outcome, as every source is (not by the callback's success/failure):
+    // two promotions and the replay; refused requests are no releases.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        release_count(&metrics, "dockerhub", "promoted"),
+        2,
+        "{metrics}"
+    );
+    assert_eq!(
+        release_count(&metrics, "dockerhub", "duplicate"),
+        1,
+        "{metrics}"
+    );
+    for callback_state in ["success", "failure", "error"] {
+        assert_eq!(
+            release_count(&metrics, "dockerhub", callback_state),
+            0,
+            "{metrics}"
+        );
+    }
 }
 both_backends!(dockerhub, dockerhub_end_to_end);
+
+/// `rollbridge_releases_total{source,outcome}` from Prometheus text (0 when absent).
+fn release_count(metrics: &str, source: &str, outcome: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("rollbridge_releases_total{"))
+        .filter(|l| {
+            l.contains(&format!(r#"source="{source}""#))
+                && l.contains(&format!(r#"outcome="{outcome}""#))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
 
 /// A binding's own secret authenticates only its repository; unbound repositories are ignored
 /// (callback `failure`).

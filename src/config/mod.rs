@@ -109,6 +109,16 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLLBRIDGE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Seconds a client gets to send a request's head, and then its body (counted from when the
+    /// server starts reading it); an idle keep-alive connection is closed after as long. A body
+    /// that is late is answered 408 and its connection closed.
+    #[arg(long, env = "ROLLBRIDGE_READ_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub read_timeout_seconds: u64,
+    /// Seconds open requests get to finish at shutdown (SIGTERM, Ctrl-C); connections still
+    /// open then are dropped.
+    #[arg(long, env = "ROLLBRIDGE_SHUTDOWN_GRACE_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_grace_seconds: u64,
+
     /// Seconds between re-checks of groups marked "rollout in progress" (a rollout whose last
     /// instances went silent finishes when they leave the one-day active window).
     #[arg(long, env = "ROLLBRIDGE_ROLLOUT_SWEEP_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
@@ -215,6 +225,8 @@ mod tests {
         assert_eq!(args.listen.to_string(), "0.0.0.0:8000");
         assert_eq!(args.database.database_url, "sqlite://rollbridge.db");
         assert!(!args.omaha_deny_as_noupdate);
+        assert_eq!(args.read_timeout_seconds, 30);
+        assert_eq!(args.shutdown_grace_seconds, 20);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use super::{authenticated, json_body, respond, with_state, ApiError, AppState};
+use super::{authenticated, json_body, query, respond, with_state, ApiError, AppState};
 use crate::domain::{
     normalize_uuid, ApplicationInput, ChannelInput, GroupInput, InstanceStatus, PackageInput, User,
 };
@@ -32,6 +32,18 @@ fn page_number(raw: Option<i64>) -> i64 {
     raw.unwrap_or(1).clamp(1, 1_000_000)
 }
 
+/// Largest `perpage` served; more is served as this many.
+const MAX_PER_PAGE: i64 = 1000;
+
+/// The page size a client asked for. Zero or negative means "no preference", the endpoint's
+/// `default`, as CoreRoller reads it (its clients send `perpage=0` for that); not one item.
+fn per_page(raw: Option<i64>, default: i64) -> i64 {
+    match raw {
+        Some(n) if n > 0 => n.min(MAX_PER_PAGE),
+        _ => default,
+    }
+}
+
 pub(super) fn id(field: &str, raw: &str) -> Result<String, ApiError> {
     normalize_uuid(field, raw).map_err(ApiError::from)
 }
@@ -50,21 +62,27 @@ struct AppQuery {
 
 #[derive(Debug, Deserialize, Default)]
 struct PageQuery {
+    #[serde(default, deserialize_with = "query::int")]
     page: Option<i64>,
+    #[serde(default, deserialize_with = "query::int")]
     perpage: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 struct InstancesQuery {
+    #[serde(default, deserialize_with = "query::int")]
     status: Option<i64>,
     version: Option<String>,
     search: Option<String>,
+    #[serde(default, deserialize_with = "query::int")]
     page: Option<i64>,
+    #[serde(default, deserialize_with = "query::int")]
     perpage: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 struct HistoryQuery {
+    #[serde(default, deserialize_with = "query::int")]
     limit: Option<i64>,
 }
 
@@ -75,10 +93,13 @@ struct ActivityQuery {
     channel: Option<String>,
     instance: Option<String>,
     version: Option<String>,
+    #[serde(default, deserialize_with = "query::int")]
     severity: Option<i64>,
     start: Option<String>,
     end: Option<String>,
+    #[serde(default, deserialize_with = "query::int")]
     page: Option<i64>,
+    #[serde(default, deserialize_with = "query::int")]
     perpage: Option<i64>,
 }
 
@@ -117,7 +138,7 @@ async fn app_json(
 
 async fn list_apps(state: AppState, user: User, q: PageQuery) -> Result<Response, ApiError> {
     let apps = state.store.list_apps(&user.team_id).await?;
-    let per_page = q.perpage.unwrap_or(500).clamp(1, 1000) as usize;
+    let per_page = per_page(q.perpage, 500) as usize;
     let page = page_number(q.page) as usize;
     let mut out = Vec::new();
     for app in apps.iter().skip((page - 1) * per_page).take(per_page) {
@@ -426,7 +447,7 @@ async fn list_instances(
         version: q.version.filter(|v| !v.is_empty()),
         search: q.search,
         page: page_number(q.page),
-        per_page: q.perpage.unwrap_or(50),
+        per_page: per_page(q.perpage, 50),
     };
     let (total, instances) = state
         .store
@@ -507,7 +528,7 @@ async fn list_activity(
         start_ms: parse_time("start", &q.start, now - 3 * 86_400_000)?,
         end_ms: parse_time("end", &q.end, now + 60_000)?,
         page: page_number(q.page),
-        per_page: q.perpage.unwrap_or(100),
+        per_page: per_page(q.perpage, 100),
     };
     ok_json(&state.store.list_activity(&filter).await?)
 }
@@ -539,13 +560,13 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         .and(warp::get())
         .and(s())
         .and(auth())
-        .and(warp::query::<PageQuery>())
+        .and(query::query::<PageQuery>())
         .then(|s, u, q| respond(list_apps(s, u, q)))
         .or(warp::path!("api" / "apps")
             .and(warp::post())
             .and(s())
             .and(auth())
-            .and(warp::query::<AppQuery>())
+            .and(query::query::<AppQuery>())
             .and(json_body::<ApplicationInput>(limit))
             .then(|s, u, q, b| respond(create_app(s, u, q, b))))
         .unify()
@@ -606,7 +627,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
                 .and(warp::get())
                 .and(s())
                 .and(auth())
-                .and(warp::query::<InstancesQuery>())
+                .and(query::query::<InstancesQuery>())
                 .then(|a, g, s, u, q| respond(list_instances(s, u, a, g, q))),
         )
         .unify()
@@ -624,7 +645,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         .and(warp::get())
         .and(s())
         .and(auth())
-        .and(warp::query::<HistoryQuery>())
+        .and(query::query::<HistoryQuery>())
         .then(|a, g, i, s, u, q| respond(status_history(s, u, a, g, i, q))))
         .unify()
         .boxed();
@@ -699,7 +720,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         .and(warp::get())
         .and(s())
         .and(auth())
-        .and(warp::query::<ActivityQuery>())
+        .and(query::query::<ActivityQuery>())
         .then(|s, u, q| respond(list_activity(s, u, q)))
         .or(warp::path!("api" / "password")
             .and(warp::put())

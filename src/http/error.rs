@@ -8,6 +8,7 @@ use warp::reply::{Reply, Response};
 
 use crate::domain::ValidationError;
 use crate::store::StoreError;
+use crate::telemetry::WarnThrottle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -42,12 +43,32 @@ impl From<ValidationError> for ApiError {
     }
 }
 
+/// Seconds a 503 asks the client to wait before trying again (`Retry-After`).
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// What a client is told when the database is down or busy (the cause stays in the log).
+pub const DATABASE_UNAVAILABLE: &str = "database unavailable; try again later";
+
+/// Logs a database outage seen by a request: once per interval, since during an outage every
+/// request sees it.
+pub fn log_database_unavailable(e: &StoreError) {
+    static WARN: WarnThrottle = WarnThrottle::new(std::time::Duration::from_secs(10));
+    if let Some(also_failed) = WARN.admit() {
+        tracing::warn!(error = %e, also_failed, "database unavailable");
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::NotFound,
             StoreError::Conflict(msg) => Self::Conflict(msg),
             StoreError::Invalid(v) => Self::Invalid(v.to_string()),
+            // An outage is the client's to retry (503); anything else is our bug (500).
+            e if e.is_transient() => {
+                log_database_unavailable(&e);
+                Self::Unavailable(DATABASE_UNAVAILABLE.into())
+            }
             other => Self::Internal(other.to_string()),
         }
     }
@@ -75,14 +96,14 @@ impl ApiError {
         let body = warp::reply::json(&serde_json::json!({ "error": self.to_string() }));
         let mut response = warp::reply::with_status(body, self.status()).into_response();
         if matches!(self, Self::TooLarge(_)) {
-            // The rest of the body was not read: the connection cannot carry another request,
-            // so tell the client not to reuse it (it would see a truncated answer otherwise).
-            response.headers_mut().insert(
-                warp::http::header::CONNECTION,
-                warp::http::HeaderValue::from_static("close"),
-            );
+            response = super::closing_connection(response);
         }
-        if let Self::TooManyAttempts(seconds) = self {
+        let retry_after = match &self {
+            Self::TooManyAttempts(seconds) => Some(*seconds),
+            Self::Unavailable(_) => Some(RETRY_AFTER_SECONDS),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response.headers_mut().insert(
                 warp::http::header::RETRY_AFTER,
                 warp::http::HeaderValue::from(seconds),

@@ -19,6 +19,7 @@ use crate::domain::{Artifact, SourceKind, User};
 use crate::sources::callback::{self, CallbackBody};
 use crate::sources::ingest::{self, IngestReport, Outcome};
 use crate::sources::{digest, dockerhub, generic, registry};
+use crate::store::StoreError;
 use crate::telemetry::WarnThrottle;
 
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
@@ -102,9 +103,15 @@ fn report_response(report: &IngestReport) -> Result<Response, ApiError> {
     Ok(warp::reply::with_status(warp::reply::json(&value), status).into_response())
 }
 
-fn store_unavailable(e: crate::store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "ingest failed: database");
-    ApiError::Unavailable("the database is unavailable; retry the delivery".into())
+/// A failed ingest: the database down or busy (or still racing a concurrent delivery of the
+/// same release after the retries) is the sender's to retry, 503; anything else is a bug, 500.
+fn ingest_failed(e: StoreError) -> ApiError {
+    if e.is_transient() || matches!(e, StoreError::Conflict(_)) {
+        super::error::log_database_unavailable(&e);
+        ApiError::Unavailable("the database is unavailable; retry the delivery".into())
+    } else {
+        ApiError::from(e)
+    }
 }
 
 async fn dockerhub_hook(
@@ -184,8 +191,13 @@ async fn dockerhub_hook(
             }
         }
     }
-    state.metrics.observe_release("dockerhub", cb_state);
-    report_response(&report.map_err(store_unavailable)?)
+    // The ingest outcome, as for the other sources (`cb_state` is only the callback's vocabulary);
+    // a failed ingest is not a release outcome and is not counted, as elsewhere.
+    let report = report.map_err(ingest_failed)?;
+    state
+        .metrics
+        .observe_release("dockerhub", report.outcome.as_str());
+    report_response(&report)
 }
 
 /// Media types a registry notification may carry (distribution 2.x and 3.x), plus plain JSON.
@@ -252,7 +264,7 @@ async fn registry_hook(
             registry::EventKind::Release(release) => {
                 let report = ingest::ingest(&state.store, &state.promotions, &release, state.now())
                     .await
-                    .map_err(store_unavailable)?;
+                    .map_err(ingest_failed)?;
                 state
                     .metrics
                     .observe_release("registry", report.outcome.as_str());
@@ -311,7 +323,7 @@ async fn generic_hook(
         generic::release_from_payload(&selector, &body, delivery).map_err(ApiError::Invalid)?;
     let report = ingest::ingest(&state.store, &state.promotions, &release, state.now())
         .await
-        .map_err(store_unavailable)?;
+        .map_err(ingest_failed)?;
     state
         .metrics
         .observe_release("generic", report.outcome.as_str());

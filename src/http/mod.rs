@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod omaha;
 pub mod ops;
 pub mod payloads;
+pub mod query;
 pub mod server;
 pub mod v1;
 
@@ -94,11 +95,33 @@ pub fn with_state(
     warp::any().map(move || state.clone())
 }
 
-/// Reads the body up to `limit` bytes, whatever the transfer encoding; more is an error.
+/// Reads the body up to `limit` bytes, whatever the transfer encoding; more is an error. A
+/// declared `Content-Length` over the limit is that error at once, without waiting for a body
+/// that would be refused anyway (the client may not even send it before an answer).
 pub fn limited_body(
     limit: usize,
 ) -> impl Filter<Extract = (Result<Bytes, usize>,), Error = Rejection> + Clone {
-    warp::body::stream().then(move |stream| collect_limited(stream, limit))
+    warp::header::optional::<String>("content-length")
+        .and(warp::body::stream())
+        .then(move |declared: Option<String>, stream| async move {
+            // hyper has refused malformed lengths already; anything unparsable is left to the read.
+            let declared = declared.and_then(|d| d.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit as u64) {
+                return Err(limit);
+            }
+            collect_limited(stream, limit).await
+        })
+}
+
+/// Marks `response` as the connection's last: for answers given without reading the whole body
+/// (too large, too late), whose unread rest leaves the connection unable to carry another
+/// request. A client reusing it would see its next request fail.
+pub fn closing_connection(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        warp::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    response
 }
 
 async fn collect_limited<S, B>(stream: S, limit: usize) -> Result<Bytes, usize>
@@ -328,9 +351,16 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         .and(warp::method())
         .and(warp::path::full())
         .and(fresh_last_seen(store))
+        .and(warp::ext::optional::<server::BodyTimedOut>())
         .and(inner)
         .map(
-            move |started: Instant, id: String, method: Method, path: FullPath, response| {
+            move |started: Instant,
+                  id: String,
+                  method: Method,
+                  path: FullPath,
+                  timed_out: Option<server::BodyTimedOut>,
+                  response| {
+                let response = timed_out.and_then(|t| t.response()).unwrap_or(response);
                 finish_response(&metrics, started, &id, &method, path.as_str(), response)
             },
         )

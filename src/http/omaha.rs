@@ -40,7 +40,8 @@ fn bad_request(message: String) -> Response {
 /// Answers one Omaha request body (`Err(limit)`: the body was larger than the limit, or broken).
 pub async fn answer(state: AppState, body: Result<Bytes, usize>, ip: IpAddr) -> Response {
     let Ok(body) = body else {
-        return bad_request(format!("request body larger than {MAX_BODY_BYTES} bytes\n"));
+        let response = bad_request(format!("request body larger than {MAX_BODY_BYTES} bytes\n"));
+        return super::closing_connection(response);
     };
     // Run to completion even if the client goes away, so no transaction is cut short.
     let now = state.now();

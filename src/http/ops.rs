@@ -1,12 +1,13 @@
-//! Operational endpoints: `/v1.0/health` (no auth) and Prometheus text at `/metrics`.
+//! Operational endpoints: `/v1.0/health` (GET or HEAD, no auth) and Prometheus text at `/metrics`.
 
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use super::{authenticated, with_state, AppState};
 
-/// `GET /v1.0/health`: 200 when the database answers, 503 otherwise. The server answers it
-/// directly (load balancers poll it); the warp route answers the same way.
+/// `GET|HEAD /v1.0/health`: 200 when the database answers, 503 otherwise (HEAD: the status
+/// alone). The server answers it directly (load balancers poll it); the warp route answers the
+/// same way.
 pub async fn health(state: &AppState) -> Response {
     // A trivial query proves the database answers, not only the process.
     match state.store.ping().await {
@@ -26,7 +27,7 @@ pub async fn health(state: &AppState) -> Response {
 
 pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let health = warp::path!("v1.0" / "health")
-        .and(warp::get())
+        .and(warp::get().or(warp::head()).unify())
         .and(with_state(state.clone()))
         .then(|state: AppState| async move { health(&state).await });
     let metrics = warp::path!("metrics")

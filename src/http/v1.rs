@@ -18,6 +18,7 @@ const DEFAULT_FORCE_WAIT: u64 = 5;
 
 #[derive(Debug, Deserialize)]
 struct ForceQuery {
+    #[serde(default, deserialize_with = "super::query::uint")]
     wait: Option<u64>,
 }
 
@@ -35,7 +36,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
     let force = warp::path!("v1.0" / "force")
         .and(warp::get().or(warp::post()).unify())
         .and(authenticated(state.clone()))
-        .and(warp::query::<ForceQuery>())
+        .and(super::query::query::<ForceQuery>())
         .and(with_state(state))
         .then(|_user, q: ForceQuery, state: AppState| respond(force(state, q)));
     info.or(metrics).unify().or(force).unify()

@@ -844,18 +844,35 @@ pub fn map_sqlite_error(e: rusqlite::Error) -> StoreError {
             }
             _ => {}
         }
-        if code.code == rusqlite::ErrorCode::DatabaseBusy
-            || code.code == rusqlite::ErrorCode::DatabaseLocked
-        {
-            return StoreError::Retryable(text);
+        match code.code {
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                return StoreError::Retryable(text)
+            }
+            // The file or its disk failed us (gone, unreadable, full, remounted read-only):
+            // the environment, not the statement.
+            rusqlite::ErrorCode::CannotOpen
+            | rusqlite::ErrorCode::SystemIoFailure
+            | rusqlite::ErrorCode::DiskFull
+            | rusqlite::ErrorCode::ReadOnly => return StoreError::Unavailable(text),
+            _ => {}
         }
     }
     StoreError::Backend(e.to_string())
 }
 
+/// Server error codes that mean "the database will not serve us now", not "this statement is
+/// wrong": too many connections (1040), access denied (1044, 1045: a changed password or
+/// revoked grant), shutting down (1053), host blocked or not allowed (1129, 1130), user
+/// connection limits (1203, 1226), connection killed (1927, MariaDB), offline mode (3032),
+/// disconnected for inactivity (4031, MySQL 8).
+const MYSQL_UNAVAILABLE: &[u16] = &[
+    1040, 1044, 1045, 1053, 1129, 1130, 1203, 1226, 1927, 3032, 4031,
+];
+
 pub fn map_mysql_error(e: mysql_async::Error) -> StoreError {
-    if let mysql_async::Error::Server(server) = &e {
-        match server.code {
+    use mysql_async::{DriverError, Error};
+    match &e {
+        Error::Server(server) => match server.code {
             1062 => return StoreError::Conflict(server.message.clone()),
             1451 | 1452 => {
                 return StoreError::Conflict(format!(
@@ -864,8 +881,17 @@ pub fn map_mysql_error(e: mysql_async::Error) -> StoreError {
                 ))
             }
             1213 | 1205 => return StoreError::Retryable(server.message.clone()),
+            code if MYSQL_UNAVAILABLE.contains(&code) => {
+                return StoreError::Unavailable(server.to_string())
+            }
             _ => {}
+        },
+        // No connection could be made, or it broke (refused, reset, closed by the server).
+        Error::Io(_)
+        | Error::Driver(DriverError::ConnectionClosed | DriverError::PoolDisconnected) => {
+            return StoreError::Unavailable(e.to_string())
         }
+        _ => {}
     }
     StoreError::Backend(e.to_string())
 }
@@ -1720,6 +1746,73 @@ mod tests {
             DatabaseUrl::Mysql(_)
         ));
         assert!(DatabaseUrl::parse("postgres://x").is_err());
+    }
+
+    fn server_error(code: u16) -> mysql_async::Error {
+        mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: format!("error {code}"),
+            state: "HY000".into(),
+        })
+    }
+
+    #[test]
+    fn mysql_outages_are_unavailable_and_bugs_are_not() {
+        for code in [
+            1040, 1044, 1045, 1053, 1129, 1130, 1203, 1226, 1927, 3032, 4031,
+        ] {
+            let e = map_mysql_error(server_error(code));
+            assert!(matches!(e, StoreError::Unavailable(_)), "{code}: {e:?}");
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = map_mysql_error(mysql_async::Error::Io(mysql_async::IoError::Io(refused)));
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+        for driver in [
+            mysql_async::DriverError::ConnectionClosed,
+            mysql_async::DriverError::PoolDisconnected,
+        ] {
+            let e = map_mysql_error(mysql_async::Error::Driver(driver));
+            assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+        }
+        assert!(matches!(
+            map_mysql_error(server_error(1213)),
+            StoreError::Retryable(_)
+        ));
+        assert!(matches!(
+            map_mysql_error(server_error(1062)),
+            StoreError::Conflict(_)
+        ));
+        // A wrong statement is a bug: 500, not "try again".
+        for code in [1064, 1146, 1054] {
+            let e = map_mysql_error(server_error(code));
+            assert!(matches!(e, StoreError::Backend(_)), "{code}: {e:?}");
+            assert!(!e.is_transient());
+        }
+    }
+
+    #[test]
+    fn sqlite_busy_and_unusable_files_are_transient() {
+        let failure = |code: i32| {
+            map_sqlite_error(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        for code in [
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_LOCKED,
+            rusqlite::ffi::SQLITE_CANTOPEN,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_READONLY,
+        ] {
+            assert!(failure(code).is_transient(), "{code}");
+        }
+        assert!(!failure(rusqlite::ffi::SQLITE_ERROR).is_transient());
+        // A wrong statement (no such table) is a bug, not an outage.
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let e = map_sqlite_error(conn.execute("SELECT * FROM nowhere", []).unwrap_err());
+        assert!(matches!(e, StoreError::Backend(_)), "{e:?}");
     }
 
     #[test]

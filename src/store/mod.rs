@@ -36,12 +36,25 @@ pub enum StoreError {
     Invalid(crate::domain::ValidationError),
     #[error("database busy, try again: {0}")]
     Retryable(String),
+    /// The database cannot be reached or refuses us (connection refused or lost, access
+    /// denied, too many connections, server shutting down, files unusable): an outage, not a
+    /// bug, so callers answer "try again later" (HTTP 503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database configuration: {0}")]
     Config(String),
     #[error("database schema version {database} is newer than this rollbridge (knows up to {binary}); upgrade rollbridge")]
     SchemaTooNew { database: u32, binary: u32 },
     #[error("database error: {0}")]
     Backend(String),
+}
+
+impl StoreError {
+    /// True for failures a later retry may not meet: the database is unreachable, or busy past
+    /// the retries (lock waits, deadlocks, SQLite's busy timeout). Answered 503, not 500.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Retryable(_))
+    }
 }
 
 impl From<crate::domain::ValidationError> for StoreError {

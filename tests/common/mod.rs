@@ -473,3 +473,121 @@ impl TestDb {
         }
     }
 }
+
+impl TestDb {
+    /// The same database reached through another URL (a proxy); only the original drops it.
+    pub fn with_url(&self, url: String) -> TestDb {
+        TestDb {
+            url,
+            mysql_drop: None,
+            _dir: None,
+        }
+    }
+
+    /// `host:port` of a MySQL URL.
+    pub fn mysql_address(&self) -> Option<String> {
+        let (_, rest) = self.url.strip_prefix("mysql://")?.rsplit_once('@')?;
+        Some(rest.split('/').next()?.to_string())
+    }
+}
+
+/// A TCP proxy in front of a server (MariaDB) that a test can cut: open connections are dropped
+/// and new ones closed at once, as when the database goes away; `restore` lets them through
+/// again.
+pub struct TcpProxy {
+    pub addr: SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::AbortHandle,
+}
+
+impl TcpProxy {
+    pub async fn start(target: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, open2) = (up.clone(), open.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                open2.lock().expect("proxy lock").push(task.abort_handle());
+            }
+        })
+        .abort_handle();
+        Self {
+            addr,
+            up,
+            open,
+            accept,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones until `restore`.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for task in self.open.lock().expect("proxy lock").drain(..) {
+            task.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// Writes `request` to `addr` as is and reads until the server closes the connection, for at
+/// most `bound` (a generous limit on "eventually", not a speed requirement). Err(what was read)
+/// when the connection was still open then.
+pub async fn raw_exchange(
+    addr: SocketAddr,
+    request: &[u8],
+    bound: std::time::Duration,
+) -> Result<String, String> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write the request");
+    read_until_closed(&mut stream, bound).await
+}
+
+/// Reads from `stream` until EOF (or a reset) for at most `bound`; see [`raw_exchange`].
+pub async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    bound: std::time::Duration,
+) -> Result<String, String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(bound, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    match read {
+        Ok(()) => Ok(text),
+        Err(_) => Err(text),
+    }
+}

@@ -153,6 +153,8 @@ pub enum UiError {
     NotFound,
     Forbidden(String),
     BadRequest(String),
+    /// The database is down or busy (503, Retry-After); the cause is logged.
+    Unavailable,
     Internal(String),
 }
 
@@ -162,6 +164,10 @@ impl From<StoreError> for UiError {
             StoreError::NotFound => Self::NotFound,
             StoreError::Invalid(v) => Self::BadRequest(v.to_string()),
             StoreError::Conflict(m) => Self::BadRequest(m),
+            e if e.is_transient() => {
+                crate::http::error::log_database_unavailable(&e);
+                Self::Unavailable
+            }
             other => Self::Internal(other.to_string()),
         }
     }
@@ -183,6 +189,20 @@ impl UiError {
             ),
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, "Forbidden", m),
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
+            Self::Unavailable => {
+                let mut response = html(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    views::error_page(
+                        "Database unavailable",
+                        "The database cannot be reached right now. Try again in a moment.",
+                    ),
+                );
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::http::error::RETRY_AFTER_SECONDS),
+                );
+                return response;
+            }
             Self::Internal(detail) => {
                 tracing::error!(error = %detail, "dashboard internal error");
                 (
@@ -368,6 +388,8 @@ async fn lookup_user_password(
     match crate::http::check_password(state, client, username, password, false).await {
         Ok(user) => Ok(Ok(user)),
         Err(crate::http::ApiError::TooManyAttempts(seconds)) => Ok(Err(seconds)),
+        // Already logged where the store error was mapped.
+        Err(crate::http::ApiError::Unavailable(_)) => Err(UiError::Unavailable),
         Err(e) => Err(UiError::Internal(e.to_string())),
     }
 }
@@ -585,7 +607,8 @@ async fn serve_action(
     body: Result<Bytes, usize>,
 ) -> Response {
     let Ok(body) = body else {
-        return UiError::BadRequest("The form is too large.".into()).into_response();
+        let response = UiError::BadRequest("The form is too large.".into()).into_response();
+        return crate::http::closing_connection(response);
     };
     let form = Form::parse(&String::from_utf8_lossy(&body));
     if tail == "login" {
