@@ -2118,6 +2118,7 @@ async fn package_provenance(db: TestDb) {
             filename: "example.com-development-video-mobile-1.0.10-1.tar.gz".into(),
             size: Some(10),
             sha1_base64: None,
+            sha256_base64: None,
         },
         requested_app: None,
         requested_channel: None,

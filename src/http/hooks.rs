@@ -102,9 +102,20 @@ fn report_response(report: &IngestReport) -> Result<Response, ApiError> {
     Ok(warp::reply::with_status(warp::reply::json(&value), status).into_response())
 }
 
+/// A failed ingest: only an outage is worth retrying (503); anything about the values is a
+/// client error that a retry would repeat.
 fn store_unavailable(e: crate::store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "ingest failed: database");
-    ApiError::Unavailable("the database is unavailable; retry the delivery".into())
+    use crate::store::StoreError;
+    match e {
+        StoreError::Invalid(_) | StoreError::Conflict(_) | StoreError::NotFound => {
+            tracing::warn!(error = %e, "ingest refused");
+            ApiError::from(e)
+        }
+        e => {
+            tracing::error!(error = %e, "ingest failed: database");
+            ApiError::Unavailable("the database is unavailable; retry the delivery".into())
+        }
+    }
 }
 
 async fn dockerhub_hook(
@@ -247,6 +258,7 @@ async fn registry_hook(
     };
     let mut reports = Vec::new();
     let mut skipped = Vec::new();
+    let mut invalid = Vec::new();
     for event in &envelope.events {
         match registry::classify(event) {
             registry::EventKind::Release(release) => {
@@ -259,11 +271,19 @@ async fn registry_hook(
                 reports.push(report);
             }
             registry::EventKind::Skipped(reason) => skipped.push(reason),
+            registry::EventKind::Invalid(reason) => {
+                // Acknowledged like a malformed envelope: the registry would retry a 4xx
+                // forever, and the event can never succeed.
+                tracing::warn!(error = %reason, "registry event refused");
+                state.metrics.observe_release("registry", "rejected");
+                invalid.push(reason);
+            }
         }
     }
     Ok(warp::reply::json(&json!({
         "accepted": reports.len(),
         "skipped": skipped.len(),
+        "rejected": invalid,
         "releases": reports,
     }))
     .into_response())

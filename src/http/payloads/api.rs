@@ -109,7 +109,7 @@ async fn create_hosted(
     input: PackageInput,
 ) -> Result<Response, ApiError> {
     let app_id = app_of(&state, &user, &app).await?;
-    let mut fields = input.validate()?;
+    let mut fields = input.validate(&app_id)?;
     if !state.hosting.enabled() {
         return Err(ApiError::Invalid(
             "host=true: payload hosting is not enabled (start with --host-packages DIR --public-url URL)"
