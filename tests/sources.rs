@@ -1200,6 +1200,43 @@ async fn files_and_zero_config(db: TestDb) {
     assert_eq!(channels[0]["name"], "development");
     assert_eq!(channels[0]["package"]["version"], "1.0.10-1");
     assert_eq!(packages(&app, app_id).await.len(), 1);
+    // Names that would not fit their columns (VARCHAR(100)) or carry control characters are
+    // refused as the release, not as a database failure; nothing is created.
+    let before = apps.as_array().unwrap().len();
+    for (application_name, channel_name, needle) in [
+        (
+            "a".repeat(101),
+            "development".to_string(),
+            "application name",
+        ),
+        ("long-env".to_string(), "e".repeat(101), "channel name"),
+        (
+            "nul\u{0}name".to_string(),
+            "development".to_string(),
+            "application name",
+        ),
+    ] {
+        let mut odd = release.clone();
+        odd.delivery_key = Some(format!("k-{needle}-{}", application_name.len()));
+        odd.zero_config = Some(ZeroConfigTarget {
+            application_name,
+            channel_name,
+        });
+        let report = rollbridge::sources::ingest::ingest(
+            &app.state.store,
+            &app.state.promotions,
+            &odd,
+            common::T0,
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.outcome.as_str(), "rejected", "{report:?}");
+        assert!(report.message.contains(needle), "{report:?}");
+    }
+    assert_eq!(
+        app.get_json("/api/apps").await.as_array().unwrap().len(),
+        before
+    );
 }
 both_backends!(files, files_and_zero_config);
 

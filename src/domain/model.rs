@@ -346,10 +346,18 @@ pub struct PackageFields {
 }
 
 impl PackageInput {
-    /// Validates a package of application `app_id`. Packages update_engine installs (type 1, and
-    /// every package of the seeded CoreOS application) must carry what it checks before it
-    /// downloads anything, or every machine would fail the update and pause the rollout.
+    /// Validates a package of application `app_id`: [`Self::validate_shape`], then
+    /// [`PackageFields::check_complete`].
     pub fn validate(&self, app_id: &str) -> Result<PackageFields, ValidationError> {
+        let fields = self.validate_shape(app_id)?;
+        fields.check_complete()?;
+        Ok(fields)
+    }
+
+    /// Checks every given field (lengths, characters, formats, the CoreOS application's type)
+    /// without requiring what a CoreOS package may still get filled in (hosting downloads the
+    /// payload and fills in its size and digests).
+    pub fn validate_shape(&self, app_id: &str) -> Result<PackageFields, ValidationError> {
         let type_code = self.package_type.ok_or_else(|| {
             ValidationError::new(
                 "type",
@@ -438,40 +446,6 @@ impl PackageInput {
             .as_ref()
             .map(CoreosActionInput::validate)
             .transpose()?;
-        if package_type == PackageType::Coreos {
-            // update_engine: codebase + name is the download, size > 0, and the postinstall
-            // action's sha256 is what the payload is verified against.
-            if !url.ends_with('/') {
-                return Err(ValidationError::new(
-                    "url",
-                    "must end with '/' for a CoreOS package (update_engine appends the filename)",
-                ));
-            }
-            if filename.trim().is_empty() {
-                return Err(ValidationError::new(
-                    "filename",
-                    "is required for a CoreOS package",
-                ));
-            }
-            if size.parse::<u64>().unwrap_or(0) == 0 {
-                return Err(ValidationError::new(
-                    "size",
-                    "is required for a CoreOS package: the payload's size in bytes (> 0)",
-                ));
-            }
-            if hash.is_empty() {
-                return Err(ValidationError::new(
-                    "hash",
-                    "is required for a CoreOS package: the base64 of the payload's SHA-1",
-                ));
-            }
-            if coreos_action.as_ref().is_none_or(|a| a.sha256.is_empty()) {
-                return Err(ValidationError::new(
-                    "coreos_action.sha256",
-                    "is required for a CoreOS package: the base64 of the payload's SHA-256",
-                ));
-            }
-        }
         let image_repository = self.image_repository.clone().unwrap_or_default();
         check_len("image_repository", &image_repository, 512)?;
         let image_digest = self.image_digest.clone().unwrap_or_default();
@@ -494,6 +468,53 @@ impl PackageInput {
             image_repository,
             image_digest,
         })
+    }
+}
+
+impl PackageFields {
+    /// Packages update_engine installs (type 1; the CoreOS application takes no other type)
+    /// must carry what it checks before it downloads anything, or every machine would fail the
+    /// update and pause the rollout.
+    pub fn check_complete(&self) -> Result<(), ValidationError> {
+        if self.package_type == PackageType::Coreos {
+            // update_engine: codebase + name is the download, size > 0, and the postinstall
+            // action's sha256 is what the payload is verified against.
+            if !self.url.ends_with('/') {
+                return Err(ValidationError::new(
+                    "url",
+                    "must end with '/' for a CoreOS package (update_engine appends the filename)",
+                ));
+            }
+            if self.filename.trim().is_empty() {
+                return Err(ValidationError::new(
+                    "filename",
+                    "is required for a CoreOS package",
+                ));
+            }
+            if self.size.parse::<u64>().unwrap_or(0) == 0 {
+                return Err(ValidationError::new(
+                    "size",
+                    "is required for a CoreOS package: the payload's size in bytes (> 0)",
+                ));
+            }
+            if self.hash.is_empty() {
+                return Err(ValidationError::new(
+                    "hash",
+                    "is required for a CoreOS package: the base64 of the payload's SHA-1",
+                ));
+            }
+            if self
+                .coreos_action
+                .as_ref()
+                .is_none_or(|a| a.sha256.is_empty())
+            {
+                return Err(ValidationError::new(
+                    "coreos_action.sha256",
+                    "is required for a CoreOS package: the base64 of the payload's SHA-256",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

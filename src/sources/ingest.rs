@@ -11,7 +11,6 @@ use crate::domain::release::{generated_version, version_from_tag, TagFilter};
 use crate::domain::{
     new_time_ordered_id, required_name, seed, ActivityClass, Application, Artifact, Binding,
     Channel, CoreosActionInput, Package, PackageInput, PackageType, Release, Severity, Version,
-    APP_NAME_MAX, CHANNEL_NAME_MAX,
 };
 use crate::store::sources::{self as sql, Delivery};
 use crate::store::{Store, StoreError, Tx};
@@ -254,11 +253,14 @@ async fn resolve_targets(
         return Ok(Ok(targets));
     }
     if let Some(zero) = &release.zero_config {
-        // Created without the REST API, so its name rules are applied here.
-        let names = required_name("name", Some(&zero.application_name), APP_NAME_MAX)
+        // Created without the REST API: names must fit their columns (`VARCHAR(100)`). The
+        // API's shorter limits are not applied, so existing metadata names and environments
+        // keep working.
+        const NAME_COLUMN_MAX: usize = 100;
+        let names = required_name("name", Some(&zero.application_name), NAME_COLUMN_MAX)
             .map_err(|e| format!("application {e}"))
             .and_then(|_| {
-                required_name("name", Some(&zero.channel_name), CHANNEL_NAME_MAX)
+                required_name("name", Some(&zero.channel_name), NAME_COLUMN_MAX)
                     .map_err(|e| format!("channel {e}"))
             });
         if let Err(message) = names {
