@@ -53,6 +53,9 @@ async fn run() -> anyhow::Result<()> {
                     database,
                 },
         } => {
+            // users.username is VARCHAR(100).
+            rollbridge::domain::required_name("user name", Some(&name), 100)
+                .map_err(anyhow::Error::msg)?;
             let store = open_seeded(&database.database_url).await?;
             let password = match password {
                 Some(p) => p,
@@ -101,6 +104,9 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             user,
             database,
         } => {
+            // api_tokens.name is VARCHAR(255).
+            rollbridge::domain::required_name("token name", Some(&name), 255)
+                .map_err(anyhow::Error::msg)?;
             let store = open_seeded(&database.database_url).await?;
             let owner = store
                 .user_by_name(&user)

@@ -883,13 +883,16 @@ async fn packages_can_be_created_read_updated_and_deleted(db: TestDb) {
     let with_action = expect_json(
         t.put_json(
             &format!("/api/apps/{app_id}/packages/{pid}"),
-            json!({"coreos_action": {"sha256": "c2hhMjU2", "is_delta": true}}),
+            json!({"coreos_action": {"sha256": "cSBzKN9Yp6v1pC1Tm3nuAs2rsyaNqR3p0ylH8dyVg1g=", "is_delta": true}}),
         )
         .await,
         200,
     )
     .await;
-    assert_eq!(with_action["coreos_action"]["sha256"], "c2hhMjU2");
+    assert_eq!(
+        with_action["coreos_action"]["sha256"],
+        "cSBzKN9Yp6v1pC1Tm3nuAs2rsyaNqR3p0ylH8dyVg1g="
+    );
     assert_eq!(with_action["coreos_action"]["is_delta"], true);
     assert_eq!(
         t.get_json(&format!("/api/apps/{app_id}/packages/{pid}"))
@@ -2408,16 +2411,23 @@ async fn duplicates_are_conflicts(db: TestDb) {
         "1.0.0",
     )
     .await;
-    expect_error(
+    // A rename onto an existing version says so like a create does, never the raw DB error.
+    let message = expect_error(
         t.put_json(
             &format!("/api/apps/{app_id}/packages/{}", s(&p2["id"])),
             json!({"version": "1.0.0"}),
         )
         .await,
         409,
-        "",
+        "a package with version 1.0.0 already exists",
     )
     .await;
+    for raw in ["UNIQUE", "Duplicate entry", "uq_packages", "constraint"] {
+        assert!(
+            !message.contains(raw),
+            "{message:?} leaks the database error"
+        );
+    }
     assert_eq!(
         t.get_json(&format!("/api/apps/{app_id}/packages/{}", s(&p2["id"])))
             .await["version"],
@@ -2429,8 +2439,10 @@ async fn duplicates_are_conflicts(db: TestDb) {
             .len(),
         2
     );
+    let mut coreos: Value = serde_json::from_str(SEED_PACKAGE).expect("seed package");
+    coreos["version"] = json!("1.0.0");
     expect_json(
-        t.post_json(&format!("/api/apps/{COREOS_APP}/packages"), body)
+        t.post_json(&format!("/api/apps/{COREOS_APP}/packages"), coreos)
             .await,
         201,
     )
@@ -2498,7 +2510,7 @@ async fn duplicates_are_conflicts(db: TestDb) {
         t.post_json(&groups, json!({"name": "other", "track": g2["id"]}))
             .await,
         409,
-        "already exists",
+        "another group",
     )
     .await;
     expect_error(
@@ -2958,8 +2970,9 @@ async fn hostile_input_never_causes_a_server_error(db: TestDb) {
         vec!["host-1"]
     );
 
-    // Hostile bodies: odd unicode and control characters are stored verbatim, not choked on.
-    let odd = "name\u{0}with\u{202e}nul 🦀";
+    // Hostile bodies: odd unicode is stored verbatim, not choked on (control characters are
+    // refused: see `control_characters_are_refused`).
+    let odd = "name with\u{202e} 🦀";
     let created = expect_json(
         t.post_json(
             "/api/apps",
@@ -3046,3 +3059,530 @@ async fn type_errors_name_the_field(db: TestDb) {
     assert_eq!(r.status(), 400);
 }
 both_backends!(json_type_errors, type_errors_name_the_field);
+
+// ---------------------------------------------------------------------------------------------
+// Validation against the columns, control characters, CoreOS packages, tracks, the seeded app
+// ---------------------------------------------------------------------------------------------
+
+/// `prefix` padded with `fill` to exactly `len` characters.
+fn padded(prefix: &str, fill: char, len: usize) -> String {
+    let mut text = prefix.to_string();
+    while text.chars().count() < len {
+        text.push(fill);
+    }
+    text
+}
+
+/// Sets `field` (`a.b` for nested objects) of `body` to `value`.
+fn set_field(body: &mut Value, field: &str, value: Value) {
+    match field.split_once('.') {
+        Some((outer, inner)) => {
+            if !body[outer].is_object() {
+                body[outer] = json!({});
+            }
+            body[outer][inner] = value;
+        }
+        None => body[field] = value,
+    }
+}
+
+/// Every text field accepts its longest value and refuses one character more with a 400
+/// naming it — on MariaDB too, whose `VARCHAR(n)` holds n characters (4-byte ones included):
+/// each limit is at most its column, so nothing reaches the database too long (before, a
+/// 256-character track was a 500 on MariaDB).
+async fn text_limits_fit_the_columns(db: TestDb) {
+    let t = spawn_app(db).await;
+    let app_id = new_app(&t, &unique("limits")).await;
+    let apps = "/api/apps".to_string();
+    let groups = format!("/api/apps/{app_id}/groups");
+    let channels = format!("/api/apps/{app_id}/channels");
+    let packages = format!("/api/apps/{app_id}/packages");
+    let bindings = format!("/api/apps/{app_id}/bindings");
+    let mut n = 0;
+    // (collection, field, longest, fill character, base body given a unique tag)
+    type Base = fn(&str) -> Value;
+    let cases: Vec<(&String, &str, usize, char, Base)> = vec![
+        (&apps, "name", 50, '🦀', |u| json!({ "name": u })),
+        (&apps, "description", 10_000, '🦀', |u| json!({ "name": u })),
+        (&groups, "name", 50, '🦀', |u| json!({ "name": u })),
+        (&groups, "track", 255, 'a', |u| json!({ "name": u })),
+        (&groups, "track", 255, '🦀', |u| json!({ "name": u })),
+        (
+            &groups,
+            "description",
+            10_000,
+            'é',
+            |u| json!({ "name": u }),
+        ),
+        (&channels, "name", 25, '🦀', |u| json!({ "name": u })),
+        (&channels, "color", 25, '#', |u| json!({ "name": u })),
+        (
+            &packages,
+            "url",
+            1024,
+            'a',
+            |u| json!({"type": 4, "version": format!("1.0.0-{u}")}),
+        ),
+        (
+            &packages,
+            "filename",
+            255,
+            '🦀',
+            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
+        ),
+        (
+            &packages,
+            "description",
+            10_000,
+            '🦀',
+            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
+        ),
+        (
+            &packages,
+            "hash",
+            128,
+            'A',
+            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
+        ),
+        (
+            &packages,
+            "image_repository",
+            512,
+            'a',
+            |u| json!({"type": 2, "version": format!("1.0.0-{u}"), "url": "registry.example/team/app"}),
+        ),
+        (
+            &packages,
+            "version",
+            255,
+            'a',
+            |_| json!({"type": 4, "url": "https://dl.example/"}),
+        ),
+        (
+            &packages,
+            "coreos_action.event",
+            20,
+            'e',
+            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
+        ),
+        (
+            &packages,
+            "coreos_action.chromeos_version",
+            255,
+            '🦀',
+            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
+        ),
+        (
+            &packages,
+            "coreos_action.metadata_signature_rsa",
+            1024,
+            'A',
+            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
+        ),
+        (
+            &packages,
+            "coreos_action.metadata_size",
+            100,
+            '1',
+            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
+        ),
+        (
+            &packages,
+            "coreos_action.deadline",
+            100,
+            'd',
+            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
+        ),
+        (&bindings, "match", 255, 'm', |_| json!({"kind": "generic"})),
+        (
+            &bindings,
+            "tag_filter",
+            255,
+            'v',
+            |u| json!({"kind": "generic", "match": u}),
+        ),
+        (
+            &bindings,
+            "secret",
+            255,
+            's',
+            |u| json!({"kind": "generic", "match": u}),
+        ),
+    ];
+    for (path, field, max, fill, base) in cases {
+        for len in [max, max + 1] {
+            n += 1;
+            let tag = format!("u{n}x{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+            let mut body = base(&tag);
+            let prefix = match field {
+                "url" => "https://dl.example/".to_string(),
+                "version" => format!("1.0.{n}-"),
+                "hash" | "color" => String::new(),
+                _ => tag.clone(),
+            };
+            let value = padded(&prefix, fill, len);
+            set_field(&mut body, field, json!(value));
+            let r = t.post_json(path, body.clone()).await;
+            if len == max {
+                let created = expect_json(r, 201).await;
+                let stored = match field.split_once('.') {
+                    Some((outer, inner)) => &created[outer][inner],
+                    None => &created[field],
+                };
+                if field != "secret" {
+                    assert_eq!(stored, &json!(value), "{path} {field} stored intact");
+                }
+            } else {
+                let message = expect_error(r, 400, field).await;
+                assert!(
+                    message.contains(&format!("{max}")),
+                    "{field}: {message} should give the limit"
+                );
+            }
+        }
+    }
+    // Updates have the same limits (QA's case: a 256-character track on an existing group).
+    let group = expect_json(t.post_json(&groups, json!({"name": "t256"})).await, 201).await;
+    let path = format!("{groups}/{}", s(&group["id"]));
+    expect_error(
+        t.put_json(&path, json!({"track": "a".repeat(256)})).await,
+        400,
+        "track",
+    )
+    .await;
+    let updated = expect_json(
+        t.put_json(&path, json!({"track": "b".repeat(255)})).await,
+        200,
+    )
+    .await;
+    assert_eq!(updated["track"], "b".repeat(255));
+    // A size is stored as its number (zero-padded text would overflow the column).
+    let body = json!({"type": 4, "version": "9.9.9", "url": "https://dl.example/", "size": format!("{}7", "0".repeat(40))});
+    assert_eq!(
+        expect_json(t.post_json(&packages, body).await, 201).await["size"],
+        "7"
+    );
+}
+both_backends!(text_limits, text_limits_fit_the_columns);
+
+/// NUL and other control characters are refused in names, tracks, versions, URLs and file
+/// names (400 naming the field, nothing stored); descriptions may hold tabs and line breaks.
+async fn control_characters_are_refused(db: TestDb) {
+    let t = spawn_app(db).await;
+    let app_id = new_app(&t, &unique("ctl")).await;
+    let before = list(&t, "/api/apps").await.len();
+    for bad in ["x\u{0}y", "x\u{1b}[31my", "x\u{7f}", "x\u{85}y", "x\ny"] {
+        expect_error(
+            t.post_json("/api/apps", json!({"name": bad})).await,
+            400,
+            "name",
+        )
+        .await;
+        let groups = format!("/api/apps/{app_id}/groups");
+        expect_error(
+            t.post_json(&groups, json!({"name": bad})).await,
+            400,
+            "name",
+        )
+        .await;
+        expect_error(
+            t.post_json(&groups, json!({"name": "g", "track": bad}))
+                .await,
+            400,
+            "track",
+        )
+        .await;
+        let channels = format!("/api/apps/{app_id}/channels");
+        expect_error(
+            t.post_json(&channels, json!({"name": bad})).await,
+            400,
+            "name",
+        )
+        .await;
+        expect_error(
+            t.post_json(&channels, json!({"name": "c", "color": bad}))
+                .await,
+            400,
+            "color",
+        )
+        .await;
+        let packages = format!("/api/apps/{app_id}/packages");
+        let package = json!({"type": 4, "version": "1.0.0", "url": "https://dl.example/"});
+        for field in ["version", "url", "filename", "hash"] {
+            let mut body = package.clone();
+            body[field] = json!(format!("{}{bad}", body[field].as_str().unwrap_or("a")));
+            expect_error(t.post_json(&packages, body).await, 400, field).await;
+        }
+        expect_error(
+            t.post_json(
+                &format!("/api/apps/{app_id}/bindings"),
+                json!({"kind": "generic", "match": "ci", "tag_filter": bad}),
+            )
+            .await,
+            400,
+            "tag_filter",
+        )
+        .await;
+    }
+    expect_error(
+        t.post_json("/api/apps", json!({"name": "d", "description": "a\u{0}b"}))
+            .await,
+        400,
+        "description",
+    )
+    .await;
+    assert_eq!(list(&t, "/api/apps").await.len(), before);
+    assert!(list(&t, &format!("/api/apps/{app_id}/groups"))
+        .await
+        .is_empty());
+    assert!(list(&t, &format!("/api/apps/{app_id}/channels"))
+        .await
+        .is_empty());
+    assert!(list(&t, &format!("/api/apps/{app_id}/packages"))
+        .await
+        .is_empty());
+    // Descriptions keep their layout.
+    let app = expect_json(
+        t.post_json(
+            "/api/apps",
+            json!({"name": "layout", "description": "one\n\ttwo\r\n"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(app["description"], "one\n\ttwo\r\n");
+    // Renaming is checked too.
+    expect_error(
+        t.put_json(&format!("/api/apps/{app_id}"), json!({"name": "x\u{0}"}))
+            .await,
+        400,
+        "name",
+    )
+    .await;
+}
+both_backends!(control_characters, control_characters_are_refused);
+
+/// CoreOS packages carry what update_engine checks (filename, size, base64 SHA-1 hash, base64
+/// SHA-256 in the postinstall action, an http(s) codebase ending in '/'); otherwise 400 naming
+/// the field and nothing stored, so no machine is handed an unusable update.
+async fn coreos_packages_are_complete(db: TestDb) {
+    let t = spawn_app(db).await;
+    let packages = format!("/api/apps/{COREOS_APP}/packages");
+    let seed: Value = serde_json::from_str(SEED_PACKAGE).expect("seed package");
+    // QA's case.
+    expect_error(
+        t.post_json(
+            &packages,
+            json!({"type": 1, "version": "9999.0.0", "url": "http://x/"}),
+        )
+        .await,
+        400,
+        "filename",
+    )
+    .await;
+    let hex_sha1 = "f991663d6cefd4e75f98a1da192a236cae578f79";
+    let hex_sha256 = "7120732834df58a7abf5a42d539e7b80adacab291a8dd1dd29d329147f1dc958";
+    for (field, value, needle) in [
+        ("filename", json!(""), "filename"),
+        ("size", Value::Null, "size"),
+        ("size", json!("0"), "size"),
+        ("hash", Value::Null, "hash"),
+        ("hash", json!("s&<\""), "hash"),
+        ("hash", json!(hex_sha1), "looks like hex"),
+        ("coreos_action", Value::Null, "coreos_action.sha256"),
+        (
+            "coreos_action",
+            json!({"sha256": "s&<\""}),
+            "coreos_action.sha256",
+        ),
+        (
+            "coreos_action",
+            json!({"sha256": hex_sha256}),
+            "looks like hex",
+        ),
+        (
+            "coreos_action",
+            json!({"sha256": "+ZFmPWzv1OdfmKHaGSojbK5Xj3k="}),
+            "32-byte",
+        ),
+        ("url", json!("javascript:alert(1)"), "url"),
+        (
+            "url",
+            json!("https://update.example/update.gz"),
+            "end with '/'",
+        ),
+        ("type", json!(4), "type"),
+    ] {
+        let mut body = seed.clone();
+        body[field] = value.clone();
+        expect_error(t.post_json(&packages, body).await, 400, needle).await;
+    }
+    assert!(list(&t, &packages).await.is_empty());
+    // Any type: digests are base64, URLs http(s).
+    let app_id = new_app(&t, &unique("types")).await;
+    let other = format!("/api/apps/{app_id}/packages");
+    for (field, value) in [
+        ("hash", json!("s&<\"")),
+        ("url", json!("javascript:alert(1)")),
+        ("coreos_action", json!({"sha256": hex_sha256})),
+    ] {
+        let mut body = json!({"type": 4, "version": "1.0.0", "url": "https://dl.example/"});
+        body[field] = value;
+        let field = if field == "coreos_action" {
+            "coreos_action.sha256"
+        } else {
+            field
+        };
+        expect_error(t.post_json(&other, body).await, 400, field).await;
+    }
+    assert!(list(&t, &other).await.is_empty());
+
+    // The complete package is accepted, and an Omaha check gets every attribute filled in.
+    let created = expect_json(t.post_json(&packages, seed.clone()).await, 201).await;
+    let id = s(&created["id"]).to_string();
+    // A partial update keeps (and is checked with) the stored action.
+    let updated = expect_json(
+        t.put_json(&format!("{packages}/{id}"), json!({"description": "kept"}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(updated["coreos_action"], created["coreos_action"]);
+    expect_error(
+        t.put_json(&format!("{packages}/{id}"), json!({"size": "0"}))
+            .await,
+        400,
+        "size",
+    )
+    .await;
+    let r = t
+        .put_json(
+            &format!("/api/apps/{COREOS_APP}/channels/{STABLE_CHANNEL}"),
+            json!({"package_id": id}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let (status, xml) = t
+        .omaha(&check_xml(
+            COREOS_APP,
+            "stable",
+            "m-complete",
+            "1000.0.0",
+            PING_CHECK,
+        ))
+        .await;
+    assert_eq!(status, 200);
+    for attribute in [
+        r#"name="update.gz""#,
+        r#"hash="+ZFmPWzv1OdfmKHaGSojbK5Xj3k=""#,
+        r#"size="212555113""#,
+        r#"sha256="cSBzKN9Yp6v1pC1Tm3nuAs2rsyaNqR3p0ylH8dyVg1g=""#,
+    ] {
+        assert!(xml.contains(attribute), "{attribute} missing: {xml}");
+    }
+}
+both_backends!(coreos_packages, coreos_packages_are_complete);
+
+/// A group's track may not be another group's id: Omaha resolves an id first, so the group
+/// would be unreachable by its track. 409 on create and update, braces and case included.
+async fn tracks_cannot_name_another_group(db: TestDb) {
+    let t = spawn_app(db).await;
+    let app_id = new_app(&t, &unique("tracks")).await;
+    let groups = format!("/api/apps/{app_id}/groups");
+    let a = expect_json(t.post_json(&groups, json!({"name": "a"})).await, 201).await;
+    let a_id = s(&a["id"]).to_string();
+    assert_eq!(a["track"], a_id.as_str(), "the default track is the id");
+    for track in [a_id.clone(), format!("{{{}}}", a_id.to_uppercase())] {
+        expect_error(
+            t.post_json(&groups, json!({"name": "b", "track": track}))
+                .await,
+            409,
+            "another group",
+        )
+        .await;
+    }
+    let b = expect_json(
+        t.post_json(&groups, json!({"name": "b", "track": "bee"}))
+            .await,
+        201,
+    )
+    .await;
+    let b_path = format!("{groups}/{}", s(&b["id"]));
+    expect_error(
+        t.put_json(&b_path, json!({"track": a_id.to_uppercase()}))
+            .await,
+        409,
+        "another group",
+    )
+    .await;
+    assert_eq!(t.get_json(&b_path).await["track"], "bee");
+    // Its own id is fine (stored in the form Omaha looks up).
+    let b_id = s(&b["id"]).to_string();
+    let own = expect_json(
+        t.put_json(
+            &b_path,
+            json!({"track": format!("{{{}}}", b_id.to_uppercase())}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(own["track"], b_id.as_str());
+    assert_eq!(list(&t, &groups).await.len(), 2);
+    // The CoreOS application's named tracks always go to its seeded groups, even when the
+    // seeded group's own track was changed.
+    expect_json(
+        t.put_json(
+            &format!("/api/apps/{COREOS_APP}/groups/{STABLE_GROUP}"),
+            json!({"track": "stable-old"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    expect_error(
+        t.post_json(
+            &format!("/api/apps/{COREOS_APP}/groups"),
+            json!({"name": "second stable", "track": "stable"}),
+        )
+        .await,
+        409,
+        "seeded group",
+    )
+    .await;
+}
+both_backends!(tracks_of_other_groups, tracks_cannot_name_another_group);
+
+/// The seeded CoreOS application is re-created at every start: deleting it is refused (409)
+/// instead of answering 204 for a deletion that does not last.
+async fn the_coreos_application_cannot_be_deleted(db: TestDb) {
+    let t = spawn_app(db).await;
+    expect_error(
+        t.delete(&format!("/api/apps/{COREOS_APP}")).await,
+        409,
+        "cannot be deleted",
+    )
+    .await;
+    expect_error(
+        t.delete(&format!("/api/apps/{}", COREOS_APP.to_uppercase()))
+            .await,
+        409,
+        "CoreOS",
+    )
+    .await;
+    assert_eq!(
+        t.get_json(&format!("/api/apps/{COREOS_APP}")).await["name"],
+        "CoreOS"
+    );
+    assert_eq!(
+        list(&t, &format!("/api/apps/{COREOS_APP}/groups"))
+            .await
+            .len(),
+        3
+    );
+    // Other applications are deleted as before.
+    let app_id = new_app(&t, &unique("gone")).await;
+    assert_eq!(t.delete(&format!("/api/apps/{app_id}")).await.status(), 204);
+}
+both_backends!(coreos_app_delete, the_coreos_application_cannot_be_deleted);

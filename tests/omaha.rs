@@ -1678,9 +1678,9 @@ async fn o3_coreos_full_flow(db: TestDb) {
         &app,
         COREOS_APP,
         json!({
-            "type": 1, "version": "99640.0.0", "url": "http://sample.url/pkg",
-            "filename": "coreosupdate.tgz", "size": "123456", "hash": "c2hhMS1oYXNo",
-            "coreos_action": {"sha256": "c2hhMjU2LWhhc2g=", "metadata_size": "42",
+            "type": 1, "version": "99640.0.0", "url": "http://sample.url/pkg/",
+            "filename": "coreosupdate.tgz", "size": "123456", "hash": "+LXvjiaPkeYDLHoNKlf9qbJwvnk=",
+            "coreos_action": {"sha256": "cSBzKN9Yp6v1pC1Tm3nuAs2rsyaNqR3p0ylH8dyVg1g=", "metadata_size": "42",
                               "metadata_signature_rsa": "c2lnbmF0dXJl", "deadline": "2026-12-01"}
         }),
     )

@@ -668,6 +668,106 @@ async fn registry_canned(db: TestDb) {
 }
 both_backends!(registry, registry_canned);
 
+/// One registry event, as distribution sends it.
+fn registry_event(host: &str, repository: &str, tag: &str, digest: &str) -> Value {
+    json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "timestamp": "2026-12-05T10:00:00Z",
+        "action": "push",
+        "target": {
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "size": 528, "digest": digest, "length": 528,
+            "repository": repository, "tag": tag,
+            "url": format!("https://{host}/v2/{repository}/manifests/{digest}")
+        },
+        "request": {"id": "r1", "addr": "10.0.0.1", "host": host, "method": "PUT", "useragent": "docker/27"},
+        "actor": {"name": "ci"},
+        "source": {"addr": "registry:5000"}
+    })
+}
+
+async fn post_registry(app: &TestApp, events: Vec<Value>) -> (u16, Value) {
+    let r = post_raw(
+        app,
+        "/v1.0/hooks/registry",
+        serde_json::to_vec(&json!({ "events": events })).unwrap(),
+        &[
+            (
+                "content-type",
+                "application/vnd.docker.distribution.events.v1+json".to_string(),
+            ),
+            ("authorization", format!("Bearer {REGISTRY_TOKEN}")),
+        ],
+    )
+    .await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+/// Long repository names: the delivery key (`repository:tag@digest`) outgrows MySQL's
+/// `VARCHAR(255)` and is stored hashed, so the release is registered once and its replay is a
+/// duplicate (before: 503 on MariaDB, retried by the registry forever). Invalid digests and
+/// names beyond distribution's 255 characters are refused in the 200 answer, nothing stored.
+async fn registry_long_names_and_bad_digests(db: TestDb) {
+    let app = spawn_app_with(db, options()).await;
+    let (app_id, channel_id, _) = setup_app(&app, "long").await;
+    let host = "registry.example.com:5000";
+    let repository = format!("team/{}", "a".repeat(125));
+    assert_eq!(repository.len(), 130);
+    bind(
+        &app,
+        &app_id,
+        json!({"kind": "registry", "match": format!("{host}/{repository}"), "channel_id": channel_id,
+               "allow_prerelease": true}),
+    )
+    .await;
+    let tag = "1.24.0-build.20261205.abcdef0123456789";
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    let event = registry_event(host, &repository, tag, &digest);
+    let (status, v) = post_registry(&app, vec![event.clone()]).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["releases"][0]["outcome"], "promoted", "{v}");
+    // The registry retries (a new event id, the same push): one package.
+    let mut again = event.clone();
+    again["id"] = json!("another-event-id");
+    let (status, v) = post_registry(&app, vec![again]).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["releases"][0]["outcome"], "duplicate", "{v}");
+    assert_eq!(packages(&app, &app_id).await.len(), 1);
+    assert_eq!(
+        channel_version(&app, &app_id, &channel_id).await.as_deref(),
+        Some(tag)
+    );
+
+    // Invalid digests are refused like the generic webhook refuses them.
+    let (status, v) = post_registry(
+        &app,
+        vec![registry_event(host, &repository, "1.25.0", "sha256:zz")],
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["accepted"], 0, "{v}");
+    let rejected = v["rejected"][0].as_str().unwrap_or_default();
+    assert!(rejected.contains("sha256:<64 hex>"), "{v}");
+    // Longer than 255 characters with the host: refused, answered 200 (no endless retries).
+    let too_long = format!("team/{}", "b".repeat(255 - host.len() - 5));
+    let (status, v) = post_registry(
+        &app,
+        vec![registry_event(host, &too_long, "1.0.0", &digest)],
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v["rejected"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("longer than 255"),
+        "{v}"
+    );
+    assert_eq!(packages(&app, &app_id).await.len(), 1);
+}
+both_backends!(registry_long, registry_long_names_and_bad_digests);
+
 /// Generic webhooks: HMAC signature, replays, explicit app/channel, promotion rule, filters.
 async fn generic_end_to_end(db: TestDb) {
     let app = spawn_app_with(db, options()).await;
@@ -723,15 +823,19 @@ async fn generic_end_to_end(db: TestDb) {
         omaha_offer(&app, &app_id, "gen-prod").await.as_deref(),
         Some("1.1.0")
     );
-    // Replay of delivery d1 (even with another body) is deduplicated.
+    // A replay of delivery d1 is deduplicated...
+    let r = send(release.clone(), hook_secret, "d1").await;
+    assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "duplicate");
+    assert_eq!(packages(&app, &app_id).await.len(), 1);
+    // ...but the same id with another body is another delivery (see `generic_replays`).
     let r = send(
-        json!({"app": app_id, "version": "1.9.0", "image": "127.0.0.1:5000/demo/web:1.9.0"}),
+        json!({"app": app_id, "version": "1.0.9", "image": "127.0.0.1:5000/demo/web:1.0.9"}),
         hook_secret,
         "d1",
     )
     .await;
-    assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "duplicate");
-    assert_eq!(packages(&app, &app_id).await.len(), 1);
+    assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "created");
+    assert_eq!(packages(&app, &app_id).await.len(), 2);
     // An older release registers without moving the channel.
     let r = send(
         json!({"version": "1.0.5", "image": "127.0.0.1:5000/demo/web:1.0.5"}),
@@ -765,7 +869,7 @@ async fn generic_end_to_end(db: TestDb) {
     )
     .await;
     assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "ignored");
-    assert_eq!(packages(&app, &app_id).await.len(), 2);
+    assert_eq!(packages(&app, &app_id).await.len(), 3);
     // Another application than the binding's: refused.
     let (other_app, _, _) = setup_app(&app, "gen2").await;
     let r = send(
@@ -804,9 +908,148 @@ async fn generic_end_to_end(db: TestDb) {
     )
     .await;
     assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "ignored");
-    assert_eq!(packages(&app, &app_id).await.len(), 2);
+    assert_eq!(packages(&app, &app_id).await.len(), 3);
 }
 both_backends!(generic, generic_end_to_end);
+
+/// POSTs `body` to generic webhook `name`, signed with the server-wide secret, with a delivery
+/// id in `header`. Returns (status, JSON body).
+async fn send_generic(
+    app: &TestApp,
+    name: &str,
+    body: &Value,
+    header: &str,
+    delivery: &str,
+) -> (u16, Value) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let sig = sign(&bytes, SECRET);
+    let r = post_raw(
+        app,
+        &format!("/v1.0/hooks/generic/{name}"),
+        bytes,
+        &[
+            ("x-hub-signature-256", sig),
+            (header, delivery.to_string()),
+            ("content-type", "application/json".into()),
+        ],
+    )
+    .await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+/// A delivery id is no identity on its own: every generic webhook name shares the id space and
+/// proxies set `X-Request-Id`. A replay is the same id, the same webhook and the same body;
+/// anything else is processed, never answered with another delivery's outcome.
+async fn generic_replays_need_the_same_name_and_body(db: TestDb) {
+    let app = spawn_app_with(db, options()).await;
+    let (app_id, _, _) = setup_app(&app, "replays").await;
+    let image = |v: &str| json!({"app": app_id, "version": v, "image": format!("127.0.0.1:5000/demo/web:{v}")});
+    for header in ["x-github-delivery", "x-delivery-id", "x-request-id"] {
+        let id = format!("{header}-1");
+        let base = match header {
+            "x-github-delivery" => 1,
+            "x-delivery-id" => 2,
+            _ => 3,
+        };
+        let first = image(&format!("{base}.0.0"));
+        let (status, v) = send_generic(&app, "ci", &first, header, &id).await;
+        assert_eq!(
+            (status, v["outcome"].as_str()),
+            (200, Some("created")),
+            "{v}"
+        );
+        // Same id, another webhook name, another (correctly signed) release.
+        let (status, v) =
+            send_generic(&app, "ci5", &image(&format!("{base}.1.0")), header, &id).await;
+        assert_eq!(
+            (status, v["outcome"].as_str()),
+            (200, Some("created")),
+            "{v}"
+        );
+        // Same id and name, another body.
+        let (status, v) =
+            send_generic(&app, "ci", &image(&format!("{base}.2.0")), header, &id).await;
+        assert_eq!(
+            (status, v["outcome"].as_str()),
+            (200, Some("created")),
+            "{v}"
+        );
+        // The true replay is still recognised, with its own outcome.
+        let (status, v) = send_generic(&app, "ci", &first, header, &id).await;
+        assert_eq!(
+            (status, v["outcome"].as_str()),
+            (200, Some("duplicate")),
+            "{v}"
+        );
+        let (_, v) = send_generic(&app, "ci5", &image(&format!("{base}.1.0")), header, &id).await;
+        assert_eq!(v["outcome"], "duplicate", "{v}");
+    }
+    let versions: Vec<String> = packages(&app, &app_id)
+        .await
+        .iter()
+        .map(|p| p["version"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(versions.len(), 9, "{versions:?}");
+}
+both_backends!(generic_replays, generic_replays_need_the_same_name_and_body);
+
+/// The CoreOS application's packages are update_engine payloads: a generic webhook for it must
+/// carry what a type-1 package needs, and then creates one (with its postinstall action).
+async fn generic_releases_for_the_coreos_application(db: TestDb) {
+    let app = spawn_app_with(db, options()).await;
+    let coreos = common::COREOS_APP;
+    let sha1 = "+ZFmPWzv1OdfmKHaGSojbK5Xj3k=";
+    let sha256 = "cSBzKN9Yp6v1pC1Tm3nuAs2rsyaNqR3p0ylH8dyVg1g=";
+    let full = json!({"app": coreos, "version": "9999.0.0", "url": "https://dl.example/9999.0.0/update.gz",
+                      "size": 212555113, "hash": sha1, "sha256": sha256});
+    let without = |field: &str| {
+        let mut v = full.clone();
+        v.as_object_mut().unwrap().remove(field);
+        v
+    };
+    for (body, needle) in [
+        (without("sha256"), "sha256"),
+        (without("hash"), "hash"),
+        (without("size"), "size"),
+        (
+            json!({"app": coreos, "version": "9999.0.0", "url": "http://x/update.gz"}),
+            "CoreOS application",
+        ),
+        (
+            json!({"app": "CoreOS", "version": "9999.0.0", "image": "127.0.0.1:5000/demo/web:1.0.0"}),
+            "not an image",
+        ),
+    ] {
+        let (status, v) = send_generic(&app, "coreos-ci", &body, "x-github-delivery", "c1").await;
+        assert_eq!(status, 422, "{body}: {v}");
+        let error = v["error"].as_str().unwrap();
+        assert!(error.contains(needle), "{error:?} should mention {needle}");
+    }
+    // Digests in the wrong encoding: 400 naming the field.
+    let mut hex = full.clone();
+    hex["sha256"] = json!("7120732834df58a7abf5a42d539e7b80adacab291a8dd1dd29d329147f1dc958");
+    let (status, v) = send_generic(&app, "coreos-ci", &hex, "x-github-delivery", "c2").await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("sha256"), "{v}");
+    assert!(packages(&app, coreos).await.is_empty());
+
+    let (status, v) = send_generic(&app, "coreos-ci", &full, "x-github-delivery", "c3").await;
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("created")),
+        "{v}"
+    );
+    let pkg = &packages(&app, coreos).await[0];
+    assert_eq!(pkg["type"], 1);
+    assert_eq!(pkg["url"], "https://dl.example/9999.0.0/");
+    assert_eq!(pkg["filename"], "update.gz");
+    assert_eq!(pkg["size"], "212555113");
+    assert_eq!(pkg["hash"], sha1);
+    assert_eq!(pkg["coreos_action"]["sha256"], sha256);
+    assert_eq!(pkg["coreos_action"]["event"], "postinstall");
+}
+both_backends!(generic_coreos, generic_releases_for_the_coreos_application);
 
 /// Without a binding, the server-wide secret and an explicit `app` + `channel` deliver.
 async fn generic_unbound_with_server_secret(db: TestDb) {
@@ -901,6 +1144,7 @@ async fn files_and_zero_config(db: TestDb) {
             filename: "example.com-development-video-mobile-1.0.10-1.tar.gz".into(),
             size: Some(10),
             sha1_base64: None,
+            sha256_base64: None,
         },
         requested_app: None,
         requested_channel: None,
@@ -990,6 +1234,43 @@ async fn files_and_zero_config(db: TestDb) {
     assert_eq!(channels[0]["name"], "development");
     assert_eq!(channels[0]["package"]["version"], "1.0.10-1");
     assert_eq!(packages(&app, app_id).await.len(), 1);
+    // Names that would not fit their columns (VARCHAR(100)) or carry control characters are
+    // refused as the release, not as a database failure; nothing is created.
+    let before = apps.as_array().unwrap().len();
+    for (application_name, channel_name, needle) in [
+        (
+            "a".repeat(101),
+            "development".to_string(),
+            "application name",
+        ),
+        ("long-env".to_string(), "e".repeat(101), "channel name"),
+        (
+            "nul\u{0}name".to_string(),
+            "development".to_string(),
+            "application name",
+        ),
+    ] {
+        let mut odd = release.clone();
+        odd.delivery_key = Some(format!("k-{needle}-{}", application_name.len()));
+        odd.zero_config = Some(ZeroConfigTarget {
+            application_name,
+            channel_name,
+        });
+        let report = rollbridge::sources::ingest::ingest(
+            &app.state.store,
+            &app.state.promotions,
+            &odd,
+            common::T0,
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.outcome.as_str(), "rejected", "{report:?}");
+        assert!(report.message.contains(needle), "{report:?}");
+    }
+    assert_eq!(
+        app.get_json("/api/apps").await.as_array().unwrap().len(),
+        before
+    );
 }
 both_backends!(files, files_and_zero_config);
 

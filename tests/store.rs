@@ -41,15 +41,15 @@ fn package_input(version: &str, blacklist: Vec<String>) -> rollbridge::domain::P
         url: Some("https://example.com/".into()),
         filename: Some("update.gz".into()),
         size: Some("100".into()),
-        hash: Some("h".into()),
+        hash: Some("+ZFmPWzv1OdfmKHaGSojbK5Xj3k=".into()),
         channels_blacklist: Some(blacklist),
         coreos_action: Some(rollbridge::domain::CoreosActionInput {
-            sha256: Some("s".into()),
+            sha256: Some("cSBzKN9Yp6v1pC1Tm3nuAs2rsyaNqR3p0ylH8dyVg1g=".into()),
             ..Default::default()
         }),
         ..Default::default()
     }
-    .validate()
+    .validate(common::COREOS_APP)
     .unwrap()
 }
 
@@ -149,7 +149,10 @@ async fn packages_channels_groups_crud(db: TestDb) {
         .create_package(&app.id, &package_input("1.0.0", vec![]), NOW)
         .await
         .unwrap();
-    assert_eq!(pkg.coreos_action.as_ref().unwrap().sha256, "s");
+    assert_eq!(
+        pkg.coreos_action.as_ref().unwrap().sha256,
+        "cSBzKN9Yp6v1pC1Tm3nuAs2rsyaNqR3p0ylH8dyVg1g="
+    );
     assert!(matches!(
         store
             .create_package(&app.id, &package_input("1.0.0", vec![]), NOW)

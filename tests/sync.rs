@@ -809,6 +809,28 @@ async fn api_packages_can_be_hosted(db: TestDb) {
     assert_eq!(plain.status(), 201);
     let plain: Value = plain.json().await.unwrap();
     assert_eq!(plain["url"], format!("{base}/payloads/5.0.0/"));
+    // Hosting fills in what a CoreOS package needs and was not given (size, SHA-1)...
+    let sha256 = b64(&sha2::Sha256::digest(&bytes));
+    let filled = app
+        .post_json(
+            &format!("/api/apps/{COREOS_APP}/packages?host=true"),
+            json!({"type": 1, "version": "5.0.2", "url": format!("{base}/payloads/5.0.0/"),
+                   "filename": PAYLOAD_NAME, "coreos_action": {"sha256": sha256}}),
+        )
+        .await;
+    assert_eq!(filled.status(), 201);
+    let filled: Value = filled.json().await.unwrap();
+    assert_eq!(filled["size"], "4096");
+    assert_eq!(filled["hash"], b64(&sha1::Sha1::digest(&bytes)));
+    // ...while the regular API refuses such an incomplete CoreOS package.
+    let r = app
+        .post_json(
+            &format!("/api/apps/{COREOS_APP}/packages"),
+            json!({"type": 1, "version": "5.0.3", "url": format!("{base}/payloads/5.0.0/"),
+                   "filename": PAYLOAD_NAME, "coreos_action": {"sha256": sha256}}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
 }
 both_backends!(api_packages_can_be_hosted, api_packages_can_be_hosted);
 
@@ -818,7 +840,9 @@ async fn host_true_without_hosting_is_a_clear_error() {
     let r = app
         .post_json(
             &format!("/api/apps/{COREOS_APP}/packages?host=true"),
-            json!({"type": 1, "version": "1.0.0", "url": "http://127.0.0.1:9/", "filename": "x.gz", "hash": "aGFzaA=="}),
+            json!({"type": 1, "version": "1.0.0", "url": "http://127.0.0.1:9/", "filename": "x.gz", "size": 4,
+                   "hash": "+ZFmPWzv1OdfmKHaGSojbK5Xj3k=",
+                   "coreos_action": {"sha256": "cSBzKN9Yp6v1pC1Tm3nuAs2rsyaNqR3p0ylH8dyVg1g="}}),
         )
         .await;
     assert_eq!(r.status(), 400);
@@ -975,7 +999,7 @@ async fn create_coreos_package(app: &TestApp, version: &str) -> String {
         .post_json(
             &format!("/api/apps/{COREOS_APP}/packages"),
             json!({"type": 1, "version": version, "url": format!("https://up.example.com/amd64-usr/{version}/"),
-                   "filename": PAYLOAD_NAME, "size": "1000", "hash": b64(version.as_bytes()),
+                   "filename": PAYLOAD_NAME, "size": "1000", "hash": b64(&sha1::Sha1::digest(version.as_bytes())),
                    "coreos_action": {"sha256": b64(&sha2::Sha256::digest(version.as_bytes()))}}),
         )
         .await;

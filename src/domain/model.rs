@@ -38,23 +38,135 @@ fn de_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>
     }
 }
 
-fn check_len(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+/// Checks a single-line text field: at most `max` characters (MySQL `VARCHAR(n)` counts
+/// characters, so `max` must not exceed the column's `n`) and no control characters (a NUL or
+/// an escape sequence would end up verbatim in pages, logs and Omaha answers).
+pub(crate) fn check_len(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
     if value.chars().count() > max {
         return Err(ValidationError::new(
             field,
             format!("longer than {max} characters"),
         ));
     }
+    if value.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
     Ok(())
 }
 
-fn required_name(field: &str, value: Option<&str>, max: usize) -> Result<String, ValidationError> {
+/// Like [`check_len`] for free text (descriptions): tabs and line breaks are allowed.
+pub(crate) fn check_text(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.chars().count() > max {
+        return Err(ValidationError::new(
+            field,
+            format!("longer than {max} characters"),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters other than tabs and line breaks",
+        ));
+    }
+    Ok(())
+}
+
+/// A required, trimmed name of at most `max` characters without control characters.
+pub fn required_name(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<String, ValidationError> {
     let name = value.unwrap_or("").trim();
     if name.is_empty() {
         return Err(ValidationError::new(field, "is required"));
     }
     check_len(field, name, max)?;
     Ok(name.to_string())
+}
+
+/// Longest application name (CoreRoller's limit; the column holds 100).
+pub const APP_NAME_MAX: usize = 50;
+/// Longest channel name (CoreRoller's limit; the column holds 100).
+pub const CHANNEL_NAME_MAX: usize = 25;
+/// Longest description of an application, group or package (MySQL `TEXT` holds 65,535 bytes,
+/// at most 4 per character).
+pub const DESCRIPTION_MAX: usize = 10_000;
+/// Longest group track (`rollout_groups.track VARCHAR(255)`).
+pub const TRACK_MAX: usize = 255;
+
+/// Decodes standard base64 (with padding), the encoding of Omaha's `hash` and `sha256`.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+/// Checks a base64 digest field; `bytes` is the digest length it must decode to, if fixed.
+pub fn check_base64(field: &str, value: &str, bytes: Option<usize>) -> Result<(), ValidationError> {
+    let hexlike = !value.is_empty() && value.bytes().all(|b| b.is_ascii_hexdigit());
+    let what = match bytes {
+        Some(20) => "the base64 of the payload's 20-byte SHA-1",
+        Some(32) => "the base64 of the payload's 32-byte SHA-256",
+        _ => "base64",
+    };
+    match decode_base64(value) {
+        Some(decoded) if bytes.is_none_or(|n| decoded.len() == n) => Ok(()),
+        // A hex checksum (Artifactory, sha256sum) is the usual mistake: say so.
+        _ if hexlike => Err(ValidationError::new(
+            field,
+            format!("looks like hex; it must be {what} (e.g. `xxd -r -p | base64`)"),
+        )),
+        _ => Err(ValidationError::new(field, format!("must be {what}"))),
+    }
+}
+
+/// An `http://` or `https://` URL with a host and nothing that needs escaping.
+fn is_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            !host.is_empty() && !url.chars().any(|c| c.is_whitespace() || c == '"')
+        }
+        None => false,
+    }
+}
+
+/// An image repository (`host[:port]/namespace/name`) as container packages carry in `url`.
+fn is_image_repository(text: &str) -> bool {
+    let mut parts = text.split('/');
+    let first = parts.next().unwrap_or("");
+    // Only the first component may carry a port, and the port is digits.
+    let first_ok = match first.split_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+        }
+        None => {
+            !first.is_empty()
+                && first
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        }
+    };
+    first_ok
+        && parts.all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -106,9 +218,9 @@ pub struct ApplicationFields {
 impl ApplicationInput {
     pub fn validate(&self) -> Result<ApplicationFields, ValidationError> {
         let description = self.description.clone().unwrap_or_default();
-        check_len("description", &description, 10_000)?;
+        check_text("description", &description, DESCRIPTION_MAX)?;
         Ok(ApplicationFields {
-            name: required_name("name", self.name.as_deref(), 50)?,
+            name: required_name("name", self.name.as_deref(), APP_NAME_MAX)?,
             description,
         })
     }
@@ -185,6 +297,25 @@ pub struct PackageInput {
     pub image_digest: Option<String>,
 }
 
+impl From<&CoreosAction> for CoreosActionInput {
+    /// A stored action as input again (to re-validate a package with it on a partial update).
+    fn from(a: &CoreosAction) -> Self {
+        Self {
+            event: Some(a.event.clone()),
+            chromeos_version: Some(a.chromeos_version.clone()),
+            sha256: Some(a.sha256.clone()),
+            needs_admin: Some(a.needs_admin),
+            is_delta: Some(a.is_delta),
+            disable_payload_backoff: Some(a.disable_payload_backoff),
+            metadata_signature_rsa: Some(a.metadata_signature_rsa.clone()),
+            metadata_size: Some(a.metadata_size.clone()),
+            deadline: Some(a.deadline.clone()),
+            id: None,
+            created_ts: None,
+        }
+    }
+}
+
 /// A CoreOS postinstall action after validation (defaults as in CoreRoller's schema).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreosActionFields {
@@ -215,7 +346,18 @@ pub struct PackageFields {
 }
 
 impl PackageInput {
-    pub fn validate(&self) -> Result<PackageFields, ValidationError> {
+    /// Validates a package of application `app_id`: [`Self::validate_shape`], then
+    /// [`PackageFields::check_complete`].
+    pub fn validate(&self, app_id: &str) -> Result<PackageFields, ValidationError> {
+        let fields = self.validate_shape(app_id)?;
+        fields.check_complete()?;
+        Ok(fields)
+    }
+
+    /// Checks every given field (lengths, characters, formats, the CoreOS application's type)
+    /// without requiring what a CoreOS package may still get filled in (hosting downloads the
+    /// payload and fills in its size and digests).
+    pub fn validate_shape(&self, app_id: &str) -> Result<PackageFields, ValidationError> {
         let type_code = self.package_type.ok_or_else(|| {
             ValidationError::new(
                 "type",
@@ -228,6 +370,12 @@ impl PackageInput {
                 "must be 1 (CoreOS), 2 (Docker), 3 (Rocket) or 4 (Other)",
             )
         })?;
+        if app_id == super::seed::COREOS_APP_ID && package_type != PackageType::Coreos {
+            return Err(ValidationError::new(
+                "type",
+                "must be 1 (CoreOS): the CoreOS application's packages are update_engine payloads",
+            ));
+        }
         let version = Version::parse_field(
             "version",
             self.version
@@ -239,6 +387,25 @@ impl PackageInput {
             return Err(ValidationError::new("url", "is required"));
         }
         check_len("url", &url, 1024)?;
+        match package_type {
+            // Container packages name their image repository here (or a web page).
+            PackageType::Docker | PackageType::Rocket => {
+                if !is_http_url(&url) && !is_image_repository(&url) {
+                    return Err(ValidationError::new(
+                        "url",
+                        "must be an http(s) URL or an image repository (host[:port]/name)",
+                    ));
+                }
+            }
+            PackageType::Coreos | PackageType::Other => {
+                if !is_http_url(&url) {
+                    return Err(ValidationError::new(
+                        "url",
+                        "must be an http:// or https:// URL (the payload's location)",
+                    ));
+                }
+            }
+        }
         let filename = self.filename.clone().unwrap_or_default();
         check_len("filename", &filename, 255)?;
         if filename.contains('/') || filename.contains('\\') {
@@ -248,13 +415,25 @@ impl PackageInput {
             ));
         }
         let description = self.description.clone().unwrap_or_default();
-        check_len("description", &description, 10_000)?;
-        let size = self.size.clone().unwrap_or_default().trim().to_string();
-        if !size.is_empty() && size.parse::<u64>().is_err() {
-            return Err(ValidationError::new("size", "must be a number of bytes"));
-        }
-        let hash = self.hash.clone().unwrap_or_default();
+        check_text("description", &description, DESCRIPTION_MAX)?;
+        let size_text = self.size.clone().unwrap_or_default().trim().to_string();
+        // Stored as the number's own digits, so the text always fits `VARCHAR(32)`.
+        let size = if size_text.is_empty() {
+            String::new()
+        } else {
+            match size_text.parse::<u64>() {
+                Ok(n) => n.to_string(),
+                Err(_) => {
+                    return Err(ValidationError::new("size", "must be a number of bytes"));
+                }
+            }
+        };
+        let hash = self.hash.clone().unwrap_or_default().trim().to_string();
         check_len("hash", &hash, 128)?;
+        if !hash.is_empty() {
+            let sha1_len = (package_type == PackageType::Coreos).then_some(20);
+            check_base64("hash", &hash, sha1_len)?;
+        }
         let mut channels_blacklist = Vec::new();
         for raw in self.channels_blacklist.iter().flatten() {
             let id = normalize_uuid("channels_blacklist", raw)?;
@@ -262,11 +441,11 @@ impl PackageInput {
                 channels_blacklist.push(id);
             }
         }
-        let coreos_action = match (&self.coreos_action, package_type) {
-            (Some(a), _) => Some(a.validate()?),
-            (None, PackageType::Coreos) => None,
-            (None, _) => None,
-        };
+        let coreos_action = self
+            .coreos_action
+            .as_ref()
+            .map(CoreosActionInput::validate)
+            .transpose()?;
         let image_repository = self.image_repository.clone().unwrap_or_default();
         check_len("image_repository", &image_repository, 512)?;
         let image_digest = self.image_digest.clone().unwrap_or_default();
@@ -292,6 +471,53 @@ impl PackageInput {
     }
 }
 
+impl PackageFields {
+    /// Packages update_engine installs (type 1; the CoreOS application takes no other type)
+    /// must carry what it checks before it downloads anything, or every machine would fail the
+    /// update and pause the rollout.
+    pub fn check_complete(&self) -> Result<(), ValidationError> {
+        if self.package_type == PackageType::Coreos {
+            // update_engine: codebase + name is the download, size > 0, and the postinstall
+            // action's sha256 is what the payload is verified against.
+            if !self.url.ends_with('/') {
+                return Err(ValidationError::new(
+                    "url",
+                    "must end with '/' for a CoreOS package (update_engine appends the filename)",
+                ));
+            }
+            if self.filename.trim().is_empty() {
+                return Err(ValidationError::new(
+                    "filename",
+                    "is required for a CoreOS package",
+                ));
+            }
+            if self.size.parse::<u64>().unwrap_or(0) == 0 {
+                return Err(ValidationError::new(
+                    "size",
+                    "is required for a CoreOS package: the payload's size in bytes (> 0)",
+                ));
+            }
+            if self.hash.is_empty() {
+                return Err(ValidationError::new(
+                    "hash",
+                    "is required for a CoreOS package: the base64 of the payload's SHA-1",
+                ));
+            }
+            if self
+                .coreos_action
+                .as_ref()
+                .is_none_or(|a| a.sha256.is_empty())
+            {
+                return Err(ValidationError::new(
+                    "coreos_action.sha256",
+                    "is required for a CoreOS package: the base64 of the payload's SHA-256",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A content digest as Docker writes it: `sha256:` followed by 64 lower-case hex digits.
 pub fn is_digest(text: &str) -> bool {
     text.strip_prefix("sha256:")
@@ -313,6 +539,12 @@ impl CoreosActionInput {
                 Ok(value)
             };
         let event = text("coreos_action.event", &self.event, 20)?;
+        let sha256 = text("coreos_action.sha256", &self.sha256, 128)?
+            .trim()
+            .to_string();
+        if !sha256.is_empty() {
+            check_base64("coreos_action.sha256", &sha256, Some(32))?;
+        }
         Ok(CoreosActionFields {
             event: if event.is_empty() {
                 "postinstall".to_string()
@@ -324,7 +556,7 @@ impl CoreosActionInput {
                 &self.chromeos_version,
                 255,
             )?,
-            sha256: text("coreos_action.sha256", &self.sha256, 128)?,
+            sha256,
             needs_admin: self.needs_admin.unwrap_or(false),
             is_delta: self.is_delta.unwrap_or(false),
             disable_payload_backoff: self.disable_payload_backoff.unwrap_or(true),
@@ -376,7 +608,7 @@ impl ChannelInput {
     pub fn validate(&self, current: Option<&Channel>) -> Result<ChannelFields, ValidationError> {
         let name = match (&self.name, current) {
             (None, Some(c)) => c.name.clone(),
-            (name, _) => required_name("name", name.as_deref(), 25)?,
+            (name, _) => required_name("name", name.as_deref(), CHANNEL_NAME_MAX)?,
         };
         let color = match (&self.color, current) {
             (None, Some(c)) => c.color.clone(),
@@ -529,7 +761,7 @@ impl GroupInput {
             .clone()
             .or_else(|| current.map(|g| g.description.clone()))
             .unwrap_or_default();
-        check_len("description", &description, 10_000)?;
+        check_text("description", &description, DESCRIPTION_MAX)?;
         let channel_id = match (&self.channel_id, current) {
             (None, Some(g)) => g.channel_id.clone(),
             (None, None) | (Some(None), _) => None,
@@ -604,8 +836,10 @@ impl GroupInput {
         let track = match &self.track {
             Some(t) if !t.trim().is_empty() => {
                 let t = t.trim();
-                check_len("track", t, 256)?;
-                Some(t.to_string())
+                check_len("track", t, TRACK_MAX)?;
+                // Omaha lookups normalise a UUID-shaped track (braces, case); store it that way
+                // so the group is found by what it was given.
+                Some(normalize_uuid("track", t).unwrap_or_else(|_| t.to_string()))
             }
             _ => current.map(|g| g.track.clone()),
         };
@@ -737,7 +971,7 @@ mod tests {
             r#"{"type":1,"filename":"update.gz","url":"https://example.com/1122.2.0/","version":"1122.2.0","size":"212555113","hash":"+ZFmPWzv1OdfmKHaGSojbK5Xj3k=","coreos_action":{"sha256":"cSBzKN9Yp6v1pC1Tm3nuAs2rsyaNqR3p0ylH8dyVg1g="}}"#,
         )
         .unwrap();
-        let fields = input.validate().unwrap();
+        let fields = input.validate(super::super::seed::COREOS_APP_ID).unwrap();
         assert_eq!(fields.size, "212555113");
         let action = fields.coreos_action.unwrap();
         assert_eq!(
@@ -774,6 +1008,151 @@ mod tests {
         assert_eq!(
             zero_max.validate(None).unwrap_err().field,
             "policy_max_updates_per_period"
+        );
+    }
+
+    fn coreos_package() -> serde_json::Value {
+        serde_json::json!({"type":1,"filename":"update.gz","url":"https://example.com/1122.2.0/","version":"1122.2.0","size":"212555113","hash":"+ZFmPWzv1OdfmKHaGSojbK5Xj3k=","coreos_action":{"sha256":"cSBzKN9Yp6v1pC1Tm3nuAs2rsyaNqR3p0ylH8dyVg1g="}})
+    }
+
+    fn package_error(value: serde_json::Value, app_id: &str) -> String {
+        let input: PackageInput = serde_json::from_value(value).unwrap();
+        input.validate(app_id).unwrap_err().field
+    }
+
+    #[test]
+    fn coreos_packages_carry_what_update_engine_needs() {
+        let app = "00000000-0000-4000-8000-000000000001";
+        for (field, broken) in [
+            ("filename", serde_json::json!(null)),
+            ("size", serde_json::json!(null)),
+            ("size", serde_json::json!("0")),
+            ("hash", serde_json::json!(null)),
+            ("hash", serde_json::json!("s&<\"")),
+            // Hex SHA-1 (Artifactory's form) is not what update_engine compares.
+            (
+                "hash",
+                serde_json::json!("f991663d6cefd4e75f98a1da192a236cae578f79"),
+            ),
+            ("coreos_action", serde_json::json!(null)),
+            ("coreos_action", serde_json::json!({"sha256": ""})),
+            (
+                "coreos_action",
+                serde_json::json!({"sha256": "+ZFmPWzv1OdfmKHaGSojbK5Xj3k="}),
+            ),
+            ("url", serde_json::json!("javascript:alert(1)")),
+            ("url", serde_json::json!("https://example.com/update.gz")),
+        ] {
+            let mut value = coreos_package();
+            value[field] = broken.clone();
+            let expected = if field == "coreos_action" {
+                "coreos_action.sha256"
+            } else {
+                field
+            };
+            assert_eq!(package_error(value, app), expected, "{field} = {broken}");
+        }
+        let mut other = coreos_package();
+        other["type"] = serde_json::json!(4);
+        assert_eq!(
+            package_error(other.clone(), super::super::seed::COREOS_APP_ID),
+            "type"
+        );
+        let input: PackageInput = serde_json::from_value(other).unwrap();
+        assert!(input.validate(app).is_ok());
+    }
+
+    #[test]
+    fn any_package_has_base64_digests_and_a_safe_url() {
+        let app = "00000000-0000-4000-8000-000000000001";
+        let base = serde_json::json!({"type": 4, "version": "1.0.0", "url": "https://dl.example/"});
+        for (field, value, bad) in [
+            ("hash", serde_json::json!("aGFzaA=="), false),
+            ("hash", serde_json::json!("s&<\""), true),
+            ("url", serde_json::json!("javascript:alert(1)"), true),
+            ("url", serde_json::json!("ftp://x/"), true),
+            ("url", serde_json::json!("http://"), true),
+            (
+                "size",
+                serde_json::json!("0000000000000000000000000000000000042"),
+                false,
+            ),
+            ("coreos_action", serde_json::json!({"sha256": "zz"}), true),
+            ("filename", serde_json::json!("a\u{0}b"), true),
+        ] {
+            let mut v = base.clone();
+            v[field] = value.clone();
+            let input: PackageInput = serde_json::from_value(v).unwrap();
+            assert_eq!(input.validate(app).is_err(), bad, "{field} = {value}");
+        }
+        // Sizes are stored as their number, so any accepted text fits the column.
+        let mut v = base.clone();
+        v["size"] = serde_json::json!("+0042");
+        let input: PackageInput = serde_json::from_value(v).unwrap();
+        assert_eq!(input.validate(app).unwrap().size, "42");
+        // Container packages name their repository in `url`.
+        let mut docker = base.clone();
+        docker["type"] = serde_json::json!(2);
+        for (url, ok) in [
+            ("127.0.0.1:5000/demo/web", true),
+            ("docker.io/library/nginx", true),
+            ("https://hub.docker.com/r/library/nginx", true),
+            ("javascript:alert(1)", false),
+            ("javascript:alert", false),
+        ] {
+            docker["url"] = serde_json::json!(url);
+            let input: PackageInput = serde_json::from_value(docker.clone()).unwrap();
+            assert_eq!(input.validate(app).is_ok(), ok, "{url}");
+        }
+    }
+
+    #[test]
+    fn names_refuse_control_characters() {
+        let app = ApplicationInput {
+            name: Some("x\u{0}y".into()),
+            ..Default::default()
+        };
+        assert_eq!(app.validate().unwrap_err().field, "name");
+        let described = ApplicationInput {
+            name: Some("x".into()),
+            description: Some("line one\n\tline two\r\n".into()),
+            ..Default::default()
+        };
+        assert!(described.validate().is_ok());
+        let group = GroupInput {
+            name: Some("g".into()),
+            track: Some("a\u{1b}[31m".into()),
+            ..Default::default()
+        };
+        assert_eq!(group.validate(None).unwrap_err().field, "track");
+        let channel = ChannelInput {
+            name: Some("c\u{7f}".into()),
+            ..Default::default()
+        };
+        assert_eq!(channel.validate(None).unwrap_err().field, "name");
+    }
+
+    #[test]
+    fn tracks_fit_their_column_and_uuids_are_normalised() {
+        let group = |track: String| GroupInput {
+            name: Some("g".into()),
+            track: Some(track),
+            ..Default::default()
+        };
+        assert!(group("a".repeat(TRACK_MAX)).validate(None).is_ok());
+        assert_eq!(
+            group("a".repeat(TRACK_MAX + 1))
+                .validate(None)
+                .unwrap_err()
+                .field,
+            "track"
+        );
+        let fields = group("{9A2DEB70-37BE-4026-853F-BFDD6B347BBE}".into())
+            .validate(None)
+            .unwrap();
+        assert_eq!(
+            fields.track.as_deref(),
+            Some("9a2deb70-37be-4026-853f-bfdd6b347bbe")
         );
     }
 

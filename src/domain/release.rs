@@ -53,6 +53,8 @@ pub enum Artifact {
         size: Option<u64>,
         /// SHA-1, base64, as Omaha's `hash` attribute carries it.
         sha1_base64: Option<String>,
+        /// SHA-256, base64, as update_engine's postinstall action carries it (CoreOS payloads).
+        sha256_base64: Option<String>,
     },
 }
 
@@ -262,6 +264,10 @@ pub fn normalize_selector(kind: SourceKind, raw: &str) -> Result<String, String>
 /// ≡ `index.docker.io/library/nginx`; always `namespace/name`, lower case.
 pub fn normalize_hub_repository(raw: &str) -> Result<String, String> {
     let lower = raw.trim().to_ascii_lowercase();
+    // Distribution's limit for a repository name (and the longest binding `match`).
+    if lower.len() > 255 {
+        return Err("longer than 255 characters".into());
+    }
     let stripped = ["docker.io/", "index.docker.io/", "registry-1.docker.io/"]
         .iter()
         .find_map(|prefix| lower.strip_prefix(prefix))
@@ -301,6 +307,9 @@ impl TagFilter {
         }
         if text.len() > 255 {
             return Err("longer than 255 characters".into());
+        }
+        if text.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
         }
         let looks_like_range = text.starts_with(['<', '>', '=', '^', '~']);
         if looks_like_range {

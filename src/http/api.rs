@@ -10,7 +10,8 @@ use warp::{Filter, Rejection};
 
 use super::{authenticated, json_body, query, respond, with_state, ApiError, AppState};
 use crate::domain::{
-    normalize_uuid, ApplicationInput, ChannelInput, GroupInput, InstanceStatus, PackageInput, User,
+    normalize_uuid, ApplicationInput, ChannelInput, CoreosActionInput, GroupInput, InstanceStatus,
+    PackageInput, User,
 };
 use crate::store::instances::{ActivityFilter, InstanceFilter};
 
@@ -367,7 +368,7 @@ async fn create_package(
     input: PackageInput,
 ) -> Result<Response, ApiError> {
     let app_id = app_of(&state, &user, &raw).await?;
-    let fields = input.validate()?;
+    let fields = input.validate(&app_id)?;
     created_json(
         &state
             .store
@@ -387,6 +388,7 @@ async fn update_package(
     let package_id = id("package_id", &package)?;
     let current = state.store.package(&app_id, &package_id).await?;
     // Missing fields keep their current values, so a PUT of just `channels_blacklist` works.
+    let keep_action = input.coreos_action.is_none();
     let merged = PackageInput {
         package_type: input.package_type.or(Some(current.package_type)),
         version: input.version.or(Some(current.version)),
@@ -398,11 +400,17 @@ async fn update_package(
         channels_blacklist: input
             .channels_blacklist
             .or(Some(current.channels_blacklist)),
-        coreos_action: input.coreos_action,
+        coreos_action: input
+            .coreos_action
+            .or_else(|| current.coreos_action.as_ref().map(CoreosActionInput::from)),
         image_repository: input.image_repository.or(Some(current.image_repository)),
         image_digest: input.image_digest.or(Some(current.image_digest)),
     };
-    let fields = merged.validate()?;
+    let mut fields = merged.validate(&app_id)?;
+    if keep_action {
+        // Validated with the stored action; left as stored (not rewritten).
+        fields.coreos_action = None;
+    }
     ok_json(
         &state
             .store

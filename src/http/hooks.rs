@@ -104,13 +104,19 @@ fn report_response(report: &IngestReport) -> Result<Response, ApiError> {
 }
 
 /// A failed ingest: the database down or busy (or still racing a concurrent delivery of the
-/// same release after the retries) is the sender's to retry, 503; anything else is a bug, 500.
+/// same release after the retries) is the sender's to retry, 503; a problem with the values is
+/// a client error a retry would repeat; anything else is a bug, 500.
 fn ingest_failed(e: StoreError) -> ApiError {
-    if e.is_transient() || matches!(e, StoreError::Conflict(_)) {
-        super::error::log_database_unavailable(&e);
-        ApiError::Unavailable("the database is unavailable; retry the delivery".into())
-    } else {
-        ApiError::from(e)
+    match e {
+        StoreError::Invalid(_) | StoreError::NotFound => {
+            tracing::warn!(error = %e, "ingest refused");
+            ApiError::from(e)
+        }
+        e if e.is_transient() || matches!(e, StoreError::Conflict(_)) => {
+            super::error::log_database_unavailable(&e);
+            ApiError::Unavailable("the database is unavailable; retry the delivery".into())
+        }
+        e => ApiError::from(e),
     }
 }
 
@@ -259,6 +265,7 @@ async fn registry_hook(
     };
     let mut reports = Vec::new();
     let mut skipped = Vec::new();
+    let mut invalid = Vec::new();
     for event in &envelope.events {
         match registry::classify(event) {
             registry::EventKind::Release(release) => {
@@ -271,11 +278,19 @@ async fn registry_hook(
                 reports.push(report);
             }
             registry::EventKind::Skipped(reason) => skipped.push(reason),
+            registry::EventKind::Invalid(reason) => {
+                // Acknowledged like a malformed envelope: the registry would retry a 4xx
+                // forever, and the event can never succeed.
+                tracing::warn!(error = %reason, "registry event refused");
+                state.metrics.observe_release("registry", "rejected");
+                invalid.push(reason);
+            }
         }
     }
     Ok(warp::reply::json(&json!({
         "accepted": reports.len(),
         "skipped": skipped.len(),
+        "rejected": invalid,
         "releases": reports,
     }))
     .into_response())

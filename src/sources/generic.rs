@@ -3,8 +3,9 @@
 
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 
+use crate::domain::model::check_base64;
 use crate::domain::release::{normalize_selector, parse_image_reference};
 use crate::domain::{Artifact, Release, SourceKind};
 
@@ -60,6 +61,10 @@ pub struct GenericPayload {
     /// SHA-1 of the payload, base64 (Omaha's `hash`).
     #[serde(default)]
     pub hash: Option<String>,
+    /// SHA-256 of the payload, base64 (update_engine's postinstall `sha256`); required, with
+    /// `size` and `hash`, for the CoreOS application.
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 /// Parses a verified body into a release for webhook `name`.
@@ -75,6 +80,15 @@ pub fn release_from_payload(
     let version = p.version.trim().to_string();
     if version.is_empty() || version.len() > 128 {
         return Err("version: must be 1 to 128 characters".into());
+    }
+    if version.chars().any(char::is_control) {
+        return Err("version: must not contain control characters".into());
+    }
+    if let Some(hash) = &p.hash {
+        check_base64("hash", hash.trim(), None).map_err(|e| e.to_string())?;
+    }
+    if let Some(sha256) = &p.sha256 {
+        check_base64("sha256", sha256.trim(), Some(32)).map_err(|e| e.to_string())?;
     }
     let artifact = match (&p.image, &p.url) {
         (Some(_), Some(_)) => return Err("give either image or url, not both".into()),
@@ -103,15 +117,20 @@ pub fn release_from_payload(
                 url: codebase,
                 filename,
                 size: p.size,
-                sha1_base64: p.hash.clone(),
+                sha1_base64: p.hash.as_ref().map(|h| h.trim().to_string()),
+                sha256_base64: p.sha256.as_ref().map(|h| h.trim().to_string()),
             }
         }
         (None, None) => return Err("one of image or url is required".into()),
     };
+    // The sender's delivery id alone is no identity: proxies set X-Request-Id, and every
+    // webhook name shares the id space. A replay is the same id, name and body.
+    let delivery_key =
+        delivery_id.map(|id| format!("{selector}:{id}:{}", hex::encode(Sha256::digest(body))));
     Ok(Release {
         source: SourceKind::Generic,
         selector,
-        delivery_key: delivery_id,
+        delivery_key,
         tag: version,
         artifact,
         requested_app: p.app.clone().filter(|a| !a.trim().is_empty()),
@@ -169,6 +188,22 @@ mod tests {
     }
 
     #[test]
+    fn replays_are_keyed_by_name_id_and_body() {
+        let one = br#"{"version":"1.0.0","image":"a/b"}"#;
+        let two = br#"{"version":"2.0.0","image":"a/b"}"#;
+        let key = |name: &str, body: &[u8], id: Option<&str>| {
+            release_from_payload(name, body, id.map(str::to_string))
+                .unwrap()
+                .delivery_key
+        };
+        assert_eq!(key("ci", one, Some("d1")), key("ci", one, Some("d1")));
+        assert_ne!(key("ci", one, Some("d1")), key("ci5", one, Some("d1")));
+        assert_ne!(key("ci", one, Some("d1")), key("ci", two, Some("d1")));
+        assert_ne!(key("ci", one, Some("d1")), key("ci", one, Some("d2")));
+        assert_eq!(key("ci", one, None), None);
+    }
+
+    #[test]
     fn payloads() {
         let r = release_from_payload(
             "ci",
@@ -190,7 +225,8 @@ mod tests {
                 url: "https://dl.example/app/".into(),
                 filename: "app-2.0.0.tgz".into(),
                 size: Some(10),
-                sha1_base64: None
+                sha1_base64: None,
+                sha256_base64: None,
             }
         );
         for bad in [
@@ -201,6 +237,10 @@ mod tests {
             br#"{"version":"1","url":"https://x/"}"#,
             br#"{"version":"1","image":"a/b","digest":"md5:1"}"#,
             br#"{"version":"1","image":"a/b","extra":1}"#,
+            br#"{"version":"1","url":"https://x/y","hash":"s&<\""}"#,
+            br#"{"version":"1","url":"https://x/y","sha256":"aGFzaA=="}"#,
+            br#"{"version":"1","url":"https://x/y","sha256":"2c89002956"}"#,
+            br#"{"version":"1\u0000","image":"a/b"}"#,
         ] {
             assert!(
                 release_from_payload("ci", bad, None).is_err(),

@@ -9,8 +9,8 @@ use tokio::sync::Notify;
 
 use crate::domain::release::{generated_version, version_from_tag, TagFilter};
 use crate::domain::{
-    new_time_ordered_id, ActivityClass, Application, Artifact, Binding, Channel, Package,
-    PackageInput, PackageType, Release, Severity, Version,
+    new_time_ordered_id, required_name, seed, ActivityClass, Application, Artifact, Binding,
+    Channel, CoreosActionInput, Package, PackageInput, PackageType, Release, Severity, Version,
 };
 use crate::store::sources::{self as sql, Delivery};
 use crate::store::{Store, StoreError, Tx};
@@ -104,6 +104,18 @@ pub async fn ingest(
             // A concurrent delivery of the same release won a unique key; the next attempt sees
             // its rows and answers as a replay / existing package.
             Err(StoreError::Conflict(_) | StoreError::Retryable(_)) if attempt < 4 => continue,
+            // The database refused a value (too long for its column): retrying cannot help, so
+            // it is a refused release, not an outage. Nothing was stored (the transaction rolled
+            // back), so a corrected delivery is processed normally.
+            Err(StoreError::Invalid(e)) => {
+                tracing::warn!(error = %e, selector = %release.selector, "release refused by the database");
+                break IngestReport {
+                    delivery_id: String::new(),
+                    outcome: Outcome::Rejected,
+                    message: format!("refused: {e}"),
+                    results: Vec::new(),
+                };
+            }
             Err(e) => return Err(e),
         }
     };
@@ -241,6 +253,19 @@ async fn resolve_targets(
         return Ok(Ok(targets));
     }
     if let Some(zero) = &release.zero_config {
+        // Created without the REST API: names must fit their columns (`VARCHAR(100)`). The
+        // API's shorter limits are not applied, so existing metadata names and environments
+        // keep working.
+        const NAME_COLUMN_MAX: usize = 100;
+        let names = required_name("name", Some(&zero.application_name), NAME_COLUMN_MAX)
+            .map_err(|e| format!("application {e}"))
+            .and_then(|_| {
+                required_name("name", Some(&zero.channel_name), NAME_COLUMN_MAX)
+                    .map_err(|e| format!("channel {e}"))
+            });
+        if let Err(message) = names {
+            return Ok(Err((Outcome::Rejected, message)));
+        }
         let app = match sql::app_by_id_or_name(tx, &zero.application_name).await? {
             Some(app) => app,
             None => {
@@ -332,6 +357,11 @@ async fn ingest_into(
             ),
         ));
     }
+    if target.app.id == seed::COREOS_APP_ID {
+        if let Some(problem) = coreos_problem(&release.artifact) {
+            return Ok(result(target, Outcome::Rejected, problem));
+        }
+    }
     let digest = match &release.artifact {
         Artifact::Image { digest, .. } => digest.clone(),
         Artifact::Download { .. } => None,
@@ -398,8 +428,8 @@ async fn ingest_into(
         r.version = Some(existing.version.clone());
         return maybe_promote(tx, target, &existing, r, now).await;
     }
-    let input = package_input(release, &version);
-    let fields = match input.validate() {
+    let input = package_input(release, &version, &target.app.id);
+    let fields = match input.validate(&target.app.id) {
         Ok(f) => f,
         Err(e) => return Ok(result(target, Outcome::Rejected, e.to_string())),
     };
@@ -535,8 +565,38 @@ async fn maybe_promote(
     Ok(r)
 }
 
+/// Why a release cannot become a package of the CoreOS application, whose packages
+/// update_engine installs: they need a download with its size and both digests (the package's
+/// format is then checked like any other).
+fn coreos_problem(artifact: &Artifact) -> Option<String> {
+    const NEEDS: &str = "the CoreOS application takes only update_engine payloads: a release for it needs url, size, hash (base64 SHA-1) and sha256 (base64 SHA-256)";
+    match artifact {
+        Artifact::Image { .. } => Some(format!("{NEEDS}, not an image")),
+        Artifact::Download {
+            size,
+            sha1_base64,
+            sha256_base64,
+            ..
+        } => {
+            let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+            let missing: Vec<&str> = [
+                ("size", size.is_some_and(|s| s > 0)),
+                ("hash", given(sha1_base64)),
+                ("sha256", given(sha256_base64)),
+            ]
+            .into_iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(name, _)| name)
+            .collect();
+            (!missing.is_empty()).then(|| format!("{NEEDS}; missing: {}", missing.join(", ")))
+        }
+    }
+}
+
 /// The package a release describes, as the REST API would receive it (same validation rules).
-fn package_input(release: &Release, version: &Version) -> PackageInput {
+/// Downloads for the CoreOS application are CoreOS (type 1) packages with their postinstall
+/// action; other downloads are type 4.
+fn package_input(release: &Release, version: &Version, app_id: &str) -> PackageInput {
     match &release.artifact {
         Artifact::Image {
             repository,
@@ -560,8 +620,17 @@ fn package_input(release: &Release, version: &Version) -> PackageInput {
             filename,
             size,
             sha1_base64,
+            sha256_base64,
         } => PackageInput {
-            package_type: Some(PackageType::Other.code()),
+            package_type: Some(if app_id == seed::COREOS_APP_ID {
+                PackageType::Coreos.code()
+            } else {
+                PackageType::Other.code()
+            }),
+            coreos_action: sha256_base64.as_ref().map(|sha256| CoreosActionInput {
+                sha256: Some(sha256.clone()),
+                ..CoreosActionInput::default()
+            }),
             version: Some(version.to_string()),
             url: Some(url.clone()),
             filename: Some(filename.clone()),

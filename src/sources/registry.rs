@@ -57,6 +57,9 @@ const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 ];
 
+/// Longest repository name with its host (distribution's `NameTotalLengthMax`).
+pub const MAX_REPOSITORY_LEN: usize = 255;
+
 /// Upper bound on events per envelope (the registry sends one; batching is allowed).
 pub const MAX_EVENTS: usize = 1000;
 
@@ -66,6 +69,8 @@ pub enum EventKind {
     Release(Box<Release>),
     /// Not a release (pull, blob, untagged manifest, ...), with the reason.
     Skipped(String),
+    /// A manifest push that cannot be a release as sent (invalid digest, name too long).
+    Invalid(String),
 }
 
 pub fn parse_envelope(body: &[u8]) -> Result<Envelope, String> {
@@ -105,10 +110,18 @@ pub fn classify(event: &Event) -> EventKind {
     let Some(repo) = target.repository.as_deref().filter(|r| valid_repository(r)) else {
         return EventKind::Skipped("missing or invalid target.repository".into());
     };
-    let digest = target
-        .digest
-        .clone()
-        .filter(|d| crate::domain::model::is_digest(d));
+    // The digest is the release's identity (dedupe, re-push detection): a malformed one is
+    // refused, as the generic webhook does, rather than dropped.
+    let digest = match target.digest.as_deref().filter(|d| !d.is_empty()) {
+        Some(d) if crate::domain::model::is_digest(d) => Some(d.to_string()),
+        Some(d) => {
+            return EventKind::Invalid(format!(
+                "target.digest {:?} must look like sha256:<64 hex>",
+                d.chars().take(80).collect::<String>()
+            ))
+        }
+        None => None,
+    };
     let host = event
         .request
         .as_ref()
@@ -119,6 +132,12 @@ pub fn classify(event: &Event) -> EventKind {
         Some(h) => format!("{}/{}", h.to_ascii_lowercase(), repo.to_ascii_lowercase()),
         None => repo.to_ascii_lowercase(),
     };
+    // Distribution's own limit for a name with its host, and the longest binding `match`.
+    if repository.len() > MAX_REPOSITORY_LEN {
+        return EventKind::Invalid(format!(
+            "repository {repository:?} is longer than {MAX_REPOSITORY_LEN} characters with its host"
+        ));
+    }
     let actor = event
         .actor
         .as_ref()
@@ -187,7 +206,7 @@ mod tests {
             .iter()
             .filter_map(|k| match k {
                 EventKind::Release(r) => Some(r.as_ref()),
-                EventKind::Skipped(_) => None,
+                EventKind::Skipped(_) | EventKind::Invalid(_) => None,
             })
             .collect();
         assert_eq!(releases.len(), 1, "{kinds:?}");
@@ -200,6 +219,44 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn push(repository: &str, tag: &str, digest: &str) -> Event {
+        let body = serde_json::json!({"events": [{
+            "id": "e1", "action": "push",
+            "target": {"mediaType": MANIFEST_TYPES[0], "repository": repository, "tag": tag, "digest": digest},
+            "request": {"host": "registry.example.com:5000"}
+        }]});
+        parse_envelope(body.to_string().as_bytes())
+            .unwrap()
+            .events
+            .remove(0)
+    }
+
+    #[test]
+    fn invalid_digests_and_overlong_names_are_refused() {
+        let good = format!("sha256:{}", "a".repeat(64));
+        assert!(matches!(
+            classify(&push("team/web", "1.0.0", &good)),
+            EventKind::Release(_)
+        ));
+        for digest in ["sha256:zz", "md5:00", &format!("sha256:{}", "A".repeat(64))] {
+            assert!(
+                matches!(classify(&push("team/web", "1.0.0", digest)), EventKind::Invalid(ref m) if m.contains("target.digest")),
+                "{digest}"
+            );
+        }
+        // 25 characters of host + '/' + 229 = 255: fits; one more does not.
+        let fits = format!("team/{}", "r".repeat(224));
+        assert!(matches!(
+            classify(&push(&fits, "1.0.0", &good)),
+            EventKind::Release(_)
+        ));
+        let long = format!("team/{}", "r".repeat(225));
+        assert!(matches!(
+            classify(&push(&long, "1.0.0", &good)),
+            EventKind::Invalid(_)
+        ));
     }
 
     #[test]

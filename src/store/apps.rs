@@ -148,6 +148,13 @@ impl Store {
     }
 
     pub async fn delete_app(&self, team_id: &str, app_id: &str) -> Result<(), StoreError> {
+        if app_id == crate::domain::seed::COREOS_APP_ID {
+            // Seeded again at every start, so a deletion would only seem to work.
+            return Err(StoreError::Conflict(
+                "the built-in CoreOS application cannot be deleted (it is re-created at every start)"
+                    .into(),
+            ));
+        }
         let n = self
             .db()
             .exec(

@@ -881,6 +881,15 @@ pub fn map_mysql_error(e: mysql_async::Error) -> StoreError {
                 ))
             }
             1213 | 1205 => return StoreError::Retryable(server.message.clone()),
+            // Data too long, out of range, incorrect string value: the value, not the database,
+            // is the problem, and it stays one on every retry. Validation keeps values inside
+            // their columns; this is the safety net that keeps a miss from looking like an outage.
+            1406 | 1264 | 1366 => {
+                return StoreError::Invalid(crate::domain::ValidationError::new(
+                    mysql_column(&server.message).unwrap_or("value"),
+                    format!("refused by the database: {}", server.message),
+                ))
+            }
             code if MYSQL_UNAVAILABLE.contains(&code) => {
                 return StoreError::Unavailable(server.to_string())
             }
@@ -894,6 +903,13 @@ pub fn map_mysql_error(e: mysql_async::Error) -> StoreError {
         _ => {}
     }
     StoreError::Backend(e.to_string())
+}
+
+/// The column a MySQL data error names (`... for column 'delivery_key' at row 1`).
+fn mysql_column(message: &str) -> Option<&str> {
+    let start = message.find("column '")? + "column '".len();
+    let len = message[start..].find('\'')?;
+    Some(&message[start..start + len])
 }
 
 fn mysql_params(params: Vec<SqlValue>) -> mysql_async::Params {
@@ -1712,6 +1728,15 @@ impl Queryable for Tx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mysql_data_errors_name_their_column() {
+        assert_eq!(
+            mysql_column("Data too long for column 'delivery_key' at row 1"),
+            Some("delivery_key")
+        );
+        assert_eq!(mysql_column("Out of range value"), None);
+    }
 
     #[test]
     fn pool_size_in_the_url_is_noticed() {

@@ -245,6 +245,7 @@ impl Store {
             check_group_channel(&mut tx, app_id, channel_id).await?;
         }
         let track = f.track.clone().unwrap_or_else(|| id.clone());
+        check_track(&mut tx, app_id, &id, &track).await?;
         tx.exec(
             "INSERT INTO rollout_groups (id, name, description, application_id, channel_id, track, rollout_in_progress, \
              policy_updates_enabled, policy_safe_mode, policy_office_hours, policy_timezone, policy_period_interval, \
@@ -298,6 +299,9 @@ impl Store {
         if let Some(channel_id) = &f.channel_id {
             check_group_channel(&mut tx, app_id, channel_id).await?;
         }
+        if let Some(track) = &f.track {
+            check_track(&mut tx, app_id, group_id, track).await?;
+        }
         tx.exec(
             "UPDATE rollout_groups SET name = ?, description = ?, channel_id = ?, track = COALESCE(?, track), \
              policy_updates_enabled = ?, policy_safe_mode = ?, policy_office_hours = ?, policy_timezone = ?, \
@@ -342,6 +346,38 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Omaha resolves a track to the group with that id before any group with that track name,
+/// so a track naming another group of the application would make this group unreachable.
+async fn check_track<Q: Queryable>(
+    q: &mut Q,
+    app_id: &str,
+    group_id: &str,
+    track: &str,
+) -> Result<(), StoreError> {
+    // The CoreOS application's stable/beta/alpha tracks always go to the seeded groups.
+    if app_id == crate::domain::seed::COREOS_APP_ID {
+        if let Some(seeded) = crate::domain::seed::coreos_group_for_track(track) {
+            if seeded != group_id {
+                return Err(StoreError::Conflict(format!(
+                    "track {track:?} of the CoreOS application always resolves to its seeded group {seeded}"
+                )));
+            }
+        }
+    }
+    let rows = q
+        .query(
+            "SELECT id FROM rollout_groups WHERE application_id = ? AND id = ? AND id <> ?",
+            sql_params![app_id, track, group_id],
+        )
+        .await?;
+    if !rows.is_empty() {
+        return Err(StoreError::Conflict(format!(
+            "track {track:?} is the id of another group of this application (Omaha would send its machines there)"
+        )));
+    }
+    Ok(())
 }
 
 async fn check_group_channel<Q: Queryable>(

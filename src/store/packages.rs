@@ -365,7 +365,14 @@ impl Store {
                 package_id
             ],
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // The only unique key a package update can hit is (application, version).
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("a package with version {} already exists", f.version))
+            }
+            other => other,
+        })?;
         if let Some(action) = &f.coreos_action {
             tx.exec(
                 "DELETE FROM coreos_actions WHERE package_id = ?",

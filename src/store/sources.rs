@@ -9,6 +9,7 @@ use crate::domain::{
     PackageFields, Severity, SourceKind, Version,
 };
 use crate::sql_params;
+use sha2::{Digest as _, Sha256};
 
 const BINDING_SELECT: &str =
     "SELECT id, application_id, kind, match_value, channel_id, tag_filter, \
@@ -427,6 +428,20 @@ impl Store {
 // Transaction-level building blocks of `sources::ingest`
 // ---------------------------------------------------------------------------
 
+/// Longest delivery key stored as given (`deliveries.delivery_key VARCHAR(255)`).
+const DELIVERY_KEY_MAX: usize = 255;
+
+/// The key as stored: as given when it fits the column, else `sha256:<hex>` of it. Hashing
+/// keeps replays of long keys (a long repository, tag and digest) deduplicated, where cutting
+/// them could make two releases share a key.
+pub(crate) fn stored_delivery_key(key: &str) -> String {
+    if key.chars().count() <= DELIVERY_KEY_MAX {
+        key.to_string()
+    } else {
+        format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
+    }
+}
+
 /// The delivery recorded earlier under this key, if any.
 pub(crate) async fn find_delivery(
     tx: &mut Tx,
@@ -436,7 +451,7 @@ pub(crate) async fn find_delivery(
     let rows = tx
         .query(
             &format!("{DELIVERY_SELECT} WHERE source = ? AND delivery_key = ?"),
-            sql_params![source.as_str(), key],
+            sql_params![source.as_str(), stored_delivery_key(key)],
         )
         .await?;
     rows.first().map(delivery_from_row).transpose()
@@ -453,7 +468,7 @@ pub(crate) async fn insert_delivery<Q: Queryable>(
         sql_params![
             &d.id,
             &d.source,
-            d.delivery_key.clone(),
+            d.delivery_key.as_deref().map(stored_delivery_key),
             truncate(&d.selector, 255),
             truncate(&d.version, 255),
             truncate(&d.outcome, 20),

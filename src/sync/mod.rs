@@ -367,6 +367,13 @@ impl Syncer {
         } else {
             (p.codebase.clone(), p.name.clone())
         };
+        // update_engine inserts the '/' when an upstream codebase lacks it; stored packages
+        // keep the form every client can use.
+        let url = if url.ends_with('/') {
+            url
+        } else {
+            format!("{url}/")
+        };
         let action = p.action.clone().unwrap_or_default();
         let input = PackageInput {
             package_type: Some(crate::domain::PackageType::Coreos.code()),
@@ -396,7 +403,7 @@ impl Syncer {
             image_digest: None,
         };
         let fields = input
-            .validate()
+            .validate(&self.app_id)
             .map_err(|e| SyncError::Invalid(format!("upstream package {}: {e}", p.version)))?;
         let floor_reason = p.is_floor.then(|| {
             if p.floor_reason.trim().is_empty() {

@@ -238,7 +238,7 @@ async fn create_package(ctx: Ctx, raw: &str, form: Form) -> Result<Response, UiE
         image_repository: form.get("image_repository").map(|v| v.trim().to_string()),
         image_digest: form.get("image_digest").map(|v| v.trim().to_string()),
     };
-    let result = match input.validate() {
+    let result = match input.validate(&app) {
         Ok(fields) => split(
             ctx.state
                 .store
@@ -317,16 +317,20 @@ async fn blacklist(ctx: Ctx, raw: &str, package: &str, form: Form) -> Result<Res
         size: Some(current.size),
         hash: Some(current.hash),
         channels_blacklist: Some(form.all("channels_blacklist")),
-        coreos_action: None,
+        coreos_action: current.coreos_action.as_ref().map(CoreosActionInput::from),
         image_repository: Some(current.image_repository),
         image_digest: Some(current.image_digest),
     };
-    let result = match input.validate() {
-        Ok(fields) => split(
-            store
-                .update_package(&app, &package_id, &fields, ctx.now())
-                .await,
-        )?,
+    let result = match input.validate(&app) {
+        Ok(mut fields) => {
+            // Validated with the stored action; left as stored (not rewritten).
+            fields.coreos_action = None;
+            split(
+                store
+                    .update_package(&app, &package_id, &fields, ctx.now())
+                    .await,
+            )?
+        }
         Err(e) => Err(e.into()),
     };
     match result {

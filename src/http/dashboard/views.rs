@@ -137,10 +137,18 @@ impl<'a> F<'a> {
         self.state.is_some()
     }
 
-    /// The submitted value when re-rendering, else `default`.
+    /// The submitted value when re-rendering, else `default`. Control characters other than
+    /// tabs and line breaks are dropped: the value may be the one refused for containing them,
+    /// and HTML cannot carry a NUL.
     pub fn value(&self, name: &str, default: &str) -> String {
         match self.state {
-            Some(s) => s.values.get(name).unwrap_or("").to_string(),
+            Some(s) => s
+                .values
+                .get(name)
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+                .collect(),
             None => default.to_string(),
         }
     }

@@ -109,7 +109,8 @@ async fn create_hosted(
     input: PackageInput,
 ) -> Result<Response, ApiError> {
     let app_id = app_of(&state, &user, &app).await?;
-    let mut fields = input.validate()?;
+    // Size and digests may be missing: they are filled in from the download below.
+    let mut fields = input.validate_shape(&app_id)?;
     if !state.hosting.enabled() {
         return Err(ApiError::Invalid(
             "host=true: payload hosting is not enabled (start with --host-packages DIR --public-url URL)"
@@ -186,6 +187,7 @@ async fn create_hosted(
         }
         None => {}
     }
+    fields.check_complete()?;
     let package = state
         .store
         .create_package(&app_id, &fields, state.now())

@@ -140,6 +140,13 @@ pub fn unpack(archive: &[u8], expected_dir: &str, deploy_version: &str) -> Resul
             (false, _) => return Err(format!("unexpected file {raw_path:?}")),
         }
         let name = parts[1].to_string();
+        // Stored in package_files.name (VARCHAR(255)) and shown in pages.
+        if name.chars().count() > 255 || name.chars().any(char::is_control) {
+            return Err(format!(
+                "file name {:?} is longer than 255 characters or not printable",
+                name.chars().take(60).collect::<String>()
+            ));
+        }
         let size = entry
             .header()
             .size()

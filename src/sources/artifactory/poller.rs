@@ -575,6 +575,9 @@ impl Poller {
                 filename: tar_name.to_string(),
                 size: Some(bytes.len() as u64),
                 sha1_base64: Some(sha1),
+                sha256_base64: Some(
+                    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes)),
+                ),
             },
             requested_app: None,
             requested_channel: None,
