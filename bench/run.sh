@@ -176,6 +176,10 @@ EXTRA_ARGS=()
 if "$BIN" serve --help 2>/dev/null | grep -q -- '--webhook-secret'; then
   EXTRA_ARGS+=(--webhook-secret "$WEBHOOK_SECRET")
 fi
+# The generic deliveries name their application without a binding: that takes the generic key.
+if "$BIN" serve --help 2>/dev/null | grep -q -- '--generic-webhook-secret'; then
+  EXTRA_ARGS+=(--generic-webhook-secret "$WEBHOOK_SECRET")
+fi
 
 # Docker Hub deliveries carry a callback_url; a stand-in Docker Hub on loopback (on wrk's CPU)
 # answers the callbacks, so the server does the outbound POST it does in production.

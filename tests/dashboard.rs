@@ -1697,7 +1697,16 @@ async fn generic_hook(app: &TestApp, name: &str, body: Value, secret: &str, deli
 /// write-only secrets, edit and delete; a signed webhook's delivery and its outcome; hostile
 /// values escaped; rejected deliveries warned about on the overview.
 async fn sources_page(db: TestDb) {
-    let app = spawn(db, &["--webhook-secret", "server-wide-secret-0123456789"]).await;
+    let app = spawn(
+        db,
+        &[
+            "--webhook-secret",
+            "server-wide-secret-0123456789",
+            "--generic-webhook-secret",
+            "generic-ci-secret-0123456789",
+        ],
+    )
+    .await;
     let (app_id, channel_id) = app_with_channel(&app, "web").await;
     let ui = Ui::login(&app).await;
     let (status, body) = ui.get("/ui/sources").await;
@@ -1893,7 +1902,7 @@ async fn sources_page(db: TestDb) {
         &app,
         "other",
         hostile,
-        "server-wide-secret-0123456789",
+        "generic-ci-secret-0123456789",
         "d-2",
     )
     .await;

@@ -20,6 +20,8 @@ fn options() -> AppOptions {
         extra_args: vec![
             "--webhook-secret".into(),
             SECRET.into(),
+            "--generic-webhook-secret".into(),
+            SECRET.into(),
             "--registry-token".into(),
             REGISTRY_TOKEN.into(),
             "--callback-allow-host".into(),
@@ -1529,6 +1531,96 @@ async fn notifications(db: TestDb) {
     .await;
 }
 both_backends!(notify, notifications);
+
+/// A generic webhook delivery of `body` to `name`, signed with `secret`.
+async fn post_generic(app: &TestApp, name: &str, secret: &str, body: Value) -> reqwest::Response {
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let signature = sign(&bytes, secret);
+    post_raw(
+        app,
+        &format!("/v1.0/hooks/generic/{name}"),
+        bytes,
+        &[("x-hub-signature-256", signature)],
+    )
+    .await
+}
+
+/// What each key may do on a generic webhook: the server-wide `--webhook-secret` (it also sits
+/// in Docker Hub's webhook URL) only reaches applications bound to the webhook's name; the
+/// generic secret may name any application; a binding's own secret is the only key for its name.
+async fn generic_webhook_keys_are_scoped(db: TestDb) {
+    const SERVER_WIDE: &str = "server-wide-secret-0123456789";
+    const GENERIC: &str = "generic-ci-secret-0123456789";
+    let mut opts = options();
+    opts.extra_args = vec![
+        "--webhook-secret".into(),
+        SERVER_WIDE.into(),
+        "--generic-webhook-secret".into(),
+        GENERIC.into(),
+        "--dockerhub-registry".into(),
+        "off".into(),
+    ];
+    let app = spawn_app_with(db, opts).await;
+    let (web, web_channel, _) = setup_app(&app, "web").await;
+    let (other, _, _) = setup_app(&app, "other").await;
+    let release = |app: &str, version: &str| json!({"app": app, "version": version, "image": format!("acme/x:{version}"), "channel": "main"});
+    // Unbound name: the server-wide secret is refused (403, nothing stored), the generic one works.
+    let r = post_generic(&app, "ci", SERVER_WIDE, release("other", "1.0.0")).await;
+    assert_eq!(r.status(), 403);
+    let message = r.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("binding"), "{message}");
+    assert!(packages(&app, &other).await.is_empty());
+    let r = post_generic(&app, "ci", GENERIC, release("other", "1.0.0")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(packages(&app, &other).await.len(), 1);
+    // Bound name without a secret: the server-wide secret reaches the bound application only.
+    let r = app
+        .post_json(
+            &format!("/api/apps/{web}/bindings"),
+            json!({"kind": "generic", "match": "web-ci", "channel_id": web_channel}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = post_generic(&app, "web-ci", SERVER_WIDE, release("web", "1.1.0")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(packages(&app, &web).await.len(), 1);
+    let r = post_generic(&app, "web-ci", SERVER_WIDE, release("other", "1.1.0")).await;
+    assert_eq!(
+        packages(&app, &other).await.len(),
+        1,
+        "not delivered: {}",
+        r.status()
+    );
+    // A binding with its own secret: only that secret signs for the name.
+    let r = app
+        .post_json(
+            &format!("/api/apps/{web}/bindings"),
+            json!({"kind": "generic", "match": "web-own", "channel_id": web_channel, "secret": "binding-secret-0123456789"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    for key in [SERVER_WIDE, GENERIC] {
+        assert_eq!(
+            post_generic(&app, "web-own", key, release("web", "1.2.0"))
+                .await
+                .status(),
+            401
+        );
+    }
+    let r = post_generic(
+        &app,
+        "web-own",
+        "binding-secret-0123456789",
+        release("web", "1.2.0"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(packages(&app, &web).await.len(), 2);
+}
+both_backends!(generic_keys, generic_webhook_keys_are_scoped);
 
 /// Options with one signed notification webhook at `hook`.
 fn notifying(hook: SocketAddr) -> AppOptions {

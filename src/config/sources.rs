@@ -6,9 +6,16 @@ use clap::Args;
 #[derive(Debug, Clone, Default, Args)]
 pub struct SourcesArgs {
     /// Server-wide webhook secret: the `<secret>` of `/v1.0/hooks/dockerhub/<secret>` and the HMAC
-    /// key of generic webhooks whose binding has no secret of its own. At least 16 characters.
-    #[arg(long, env = "ROLLBRIDGE_WEBHOOK_SECRET", hide_env_values = true)]
+    /// key of generic webhooks that have bindings without a secret of their own (such a delivery
+    /// only reaches the bound applications). At least 16 characters.
+    #[arg(long, env = "ROLLBRIDGE_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub webhook_secret: Option<String>,
+
+    /// HMAC key of generic webhooks that may name any application (`"app"` in the body) without
+    /// a binding: CI systems that publish for many applications. Kept apart from
+    /// --webhook-secret, which sits in Docker Hub's webhook URL. At least 16 characters.
+    #[arg(long, env = "ROLLBRIDGE_GENERIC_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub generic_webhook_secret: Option<String>,
 
     /// Bearer token the registry sends with its notifications (its `headers: Authorization`).
     /// Without it `/v1.0/hooks/registry` accepts API tokens only.
@@ -59,4 +66,28 @@ pub struct SourcesArgs {
     /// Lowest severity sent to notification endpoints: success, info, warning, error.
     #[arg(long, env = "ROLLBRIDGE_NOTIFY_MIN_SEVERITY", default_value = "info")]
     pub notify_min_severity: String,
+}
+
+/// A webhook secret: at least 16 characters (it is the only credential of a webhook, and the
+/// Docker Hub one travels in a URL).
+pub fn parse_secret(raw: &str) -> Result<String, String> {
+    if raw.chars().count() < 16 {
+        return Err("must be at least 16 characters".into());
+    }
+    Ok(raw.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_secrets_are_at_least_16_characters() {
+        assert!(parse_secret("short").is_err());
+        assert!(parse_secret("fifteen-chars-x").is_err());
+        assert_eq!(
+            parse_secret("sixteen-chars-xx").as_deref(),
+            Ok("sixteen-chars-xx")
+        );
+    }
 }

@@ -309,29 +309,46 @@ async fn generic_hook(
         .store
         .bindings_for(SourceKind::Generic, &selector)
         .await?;
-    let mut secrets: Vec<&str> = bindings
+    // Which keys may sign, and what each allows: a binding's own secret (its bindings), the
+    // generic secret (any application), the server-wide secret (only applications bound to
+    // this name: it also sits in Docker Hub's webhook URL, so it must not reach everything).
+    let binding_secrets: Vec<&str> = bindings
         .iter()
         .filter_map(|b| b.secret.as_deref())
         .collect();
-    if secrets.is_empty() {
-        if let Some(global) = state.sources.webhook_secret.as_deref() {
-            secrets.push(global);
-        }
-    }
-    if secrets.is_empty() {
+    let keys: Vec<(&str, bool)> = if binding_secrets.is_empty() {
+        [
+            (state.sources.generic_webhook_secret.as_deref(), false),
+            (state.sources.webhook_secret.as_deref(), true),
+        ]
+        .into_iter()
+        .filter_map(|(key, bound_only)| key.map(|k| (k, bound_only)))
+        .collect()
+    } else {
+        binding_secrets.into_iter().map(|k| (k, true)).collect()
+    };
+    if keys.is_empty() {
         return Err(ApiError::Status(
             StatusCode::UNAUTHORIZED,
-            "no secret is configured for this webhook (binding secret or --webhook-secret)".into(),
+            "no secret is configured for this webhook (binding secret, --generic-webhook-secret or --webhook-secret)".into(),
         ));
     }
     let body = body_or_413(body)?;
-    let verified = secrets
+    let Some(&(_, bound_only)) = keys
         .iter()
-        .any(|secret| generic::verify_signature(secret.as_bytes(), &body, signature.as_deref()));
-    if !verified {
+        .find(|(key, _)| generic::verify_signature(key.as_bytes(), &body, signature.as_deref()))
+    else {
         return Err(ApiError::Status(
             StatusCode::UNAUTHORIZED,
             "missing or wrong X-Hub-Signature-256".into(),
+        ));
+    };
+    if bound_only && bindings.is_empty() {
+        return Err(ApiError::Status(
+            StatusCode::FORBIDDEN,
+            format!(
+                "generic webhook {selector:?} has no binding: a delivery signed with --webhook-secret only reaches applications bound to its name (create a binding, or sign with --generic-webhook-secret)"
+            ),
         ));
     }
     let release =
