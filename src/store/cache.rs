@@ -178,45 +178,81 @@ impl ConfigCache {
     }
 }
 
-/// True when `sql` is a write (INSERT/UPDATE/DELETE/REPLACE) naming a configuration table as a
-/// whole word (`instance_applications` is not `applications`). Schema changes go through
-/// `exec_script`, which invalidates unconditionally.
+/// Which cached tables a statement writes (see [`writes_to`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteTargets {
+    /// A configuration table (the configuration cache and group stats go stale).
+    pub config: bool,
+    /// An instance table (`store::instance_cache` and group stats go stale).
+    pub instances: bool,
+}
+
+/// The cached tables `sql` writes: it is a write (INSERT/UPDATE/DELETE/REPLACE) naming the table
+/// as a whole word (`instance_applications` is not `applications`). One pass over the words of
+/// the statement: this runs for every statement of every write transaction, the Omaha path's
+/// included. Schema changes go through `exec_script`, which invalidates unconditionally.
+pub fn writes_to(sql: &str) -> WriteTargets {
+    let mut words = sql
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty());
+    let is_write = words.next().is_some_and(|verb| {
+        ["INSERT", "UPDATE", "DELETE", "REPLACE"]
+            .iter()
+            .any(|w| verb.eq_ignore_ascii_case(w))
+    });
+    let mut targets = WriteTargets::default();
+    if !is_write {
+        return targets;
+    }
+    for word in words {
+        if !targets.config && CONFIG_TABLES.contains(&word) {
+            targets.config = true;
+        } else if !targets.instances && INSTANCE_TABLES.contains(&word) {
+            targets.instances = true;
+        }
+        if targets.config && targets.instances {
+            break;
+        }
+    }
+    targets
+}
+
+/// True when `sql` writes a configuration table (see [`writes_to`]).
 pub fn touches_config(sql: &str) -> bool {
-    writes_any_of(sql, CONFIG_TABLES)
+    writes_to(sql).config
 }
 
 /// Tables whose rows `store::instance_cache` holds.
 const INSTANCE_TABLES: &[&str] = &["instances", "instance_applications"];
 
-/// True when `sql` writes an instance table (see [`touches_config`] for the matching rules).
+/// True when `sql` writes an instance table (see [`writes_to`]).
 pub fn touches_instances(sql: &str) -> bool {
-    writes_any_of(sql, INSTANCE_TABLES)
-}
-
-fn writes_any_of(sql: &str, tables: &[&str]) -> bool {
-    let head = sql.trim_start();
-    let verb = head.get(..7).unwrap_or(head).to_ascii_uppercase();
-    if !(verb.starts_with("INSERT")
-        || verb.starts_with("UPDATE")
-        || verb.starts_with("DELETE")
-        || verb.starts_with("REPLACE"))
-    {
-        return false;
-    }
-    let bytes = sql.as_bytes();
-    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    tables.iter().any(|table| {
-        sql.match_indices(table).any(|(at, _)| {
-            let before = at.checked_sub(1).map(|i| bytes[i]);
-            let after = bytes.get(at + table.len()).copied();
-            !before.is_some_and(is_word) && !after.is_some_and(is_word)
-        })
-    })
+    writes_to(sql).instances
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pass_finds_both_kinds_of_tables() {
+        assert_eq!(
+            writes_to("DELETE FROM instance_applications WHERE group_id IN (SELECT id FROM rollout_groups)"),
+            WriteTargets { config: true, instances: true }
+        );
+        assert_eq!(
+            writes_to("insert into `instances` (id) values (?)"),
+            WriteTargets {
+                config: false,
+                instances: true
+            }
+        );
+        assert_eq!(
+            writes_to("SELECT 1 FROM packages, instances"),
+            WriteTargets::default()
+        );
+        assert_eq!(writes_to(""), WriteTargets::default());
+    }
 
     #[test]
     fn config_writes_are_recognised_by_whole_table_names() {

@@ -11,7 +11,7 @@ use mysql_async::prelude::Queryable as _;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
-use super::cache::{touches_config, touches_instances, ConfigCache, BUMP_DB_GENERATION};
+use super::cache::{writes_to, ConfigCache, WriteTargets, BUMP_DB_GENERATION};
 use super::instance_cache::{InstanceCache, InstanceKeyOwned};
 use super::StoreError;
 
@@ -1089,10 +1089,10 @@ impl Db {
     /// One write statement in its own transaction; returns the affected row count.
     pub async fn exec(&self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
         match self {
-            Self::Mysql(pool, _, _) if !touches_config(sql) => {
+            Self::Mysql(pool, _, _) if !writes_to(sql).config => {
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
                 let result = conn.exec_drop(sql, mysql_params(params)).await;
-                if touches_instances(sql) {
+                if writes_to(sql).instances {
                     self.cache().group_stats().note_write();
                 }
                 result.map_err(map_mysql_error)?;
@@ -1615,8 +1615,7 @@ impl Tx {
     pub async fn exec(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
         self.memo.instance = None;
         // The SQL text is scanned once per statement (this is on the Omaha write path).
-        let config = touches_config(sql);
-        let instances = touches_instances(sql);
+        let WriteTargets { config, instances } = writes_to(sql);
         self.mark_instance_writes(config, instances);
         self.stats_dirty |= config || instances;
         if !self.config_dirty && config {
