@@ -113,6 +113,17 @@ fn put<K: Eq + Hash, V>(map: &Map<K, V>, key: K, generation: u64, value: V) {
 }
 
 impl ConfigCache {
+    /// A cache for a database that only this process writes (SQLite: one server per file),
+    /// whose group stats need not age for other processes' writes.
+    pub fn for_own_database() -> Self {
+        Self {
+            group_stats: super::group_stats::GroupStatsCache::with_max_age(
+                super::group_stats::OWN_DB_MAX_AGE,
+            ),
+            ..Self::default()
+        }
+    }
+
     /// The group page's stats rows (`store::group_stats`).
     pub fn group_stats(&self) -> &super::group_stats::GroupStatsCache {
         &self.group_stats

@@ -959,7 +959,10 @@ pub enum Db {
 
 impl Db {
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
-        let cache = Arc::new(ConfigCache::default());
+        let cache = Arc::new(match url {
+            DatabaseUrl::Mysql(_) => ConfigCache::default(),
+            _ => ConfigCache::for_own_database(),
+        });
         match url {
             DatabaseUrl::SqliteMemory => {
                 let conn = tokio::task::spawn_blocking(|| open_sqlite_writer(None))

@@ -13,11 +13,14 @@
 //!   `db`, like the configuration cache's); an entry is only used by readers that started at or
 //!   before the generation the entry's computation started at;
 //! - concurrent readers with a stale or missing entry wait for one computation (single flight);
-//! - writes on *other* replicas (MySQL) are not seen by the generation: entries also expire
-//!   after [`MAX_AGE`]. An entry past that age is still served while one reader refreshes it,
-//!   so a reader waits for the scan only when this process's data changed;
-//! - the activity window moves with the clock: an entry is current for up to [`MAX_AGE`] after
-//!   the `now` it was computed for, and served aged while refreshed for a few seconds more.
+//! - writes on *other* replicas (MySQL) are not seen by the generation: entries also age, after
+//!   [`SHARED_DB_MAX_AGE`] (a second); with a database no other process writes (SQLite: one
+//!   server per file) only the activity window moves, and they age after [`OWN_DB_MAX_AGE`];
+//! - an aged entry is served at once and refreshed behind the answer by a background task (one
+//!   at a time), so a reader waits for the scan only when this process's data changed — not
+//!   once a second, which put the scan's 30–50 ms in the group page's p99;
+//! - the activity window moves with the clock: an entry is current for up to its maximum age
+//!   after the `now` it was computed for, and served aged for up to a minute of clock movement.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,13 +30,17 @@ use std::time::{Duration, Instant};
 
 use super::StoreError;
 
-/// How long an entry stands in for writes this process cannot see (other replicas).
-pub const MAX_AGE: Duration = Duration::from_secs(1);
+/// How long an entry stands in for writes this process cannot see (other replicas on MySQL).
+pub const SHARED_DB_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// How long an entry stands in when every write goes through this process (SQLite): only the
+/// day-long activity window moved under it.
+pub const OWN_DB_MAX_AGE: Duration = Duration::from_secs(10);
 
 /// How far the clock may have moved past an entry's `now` for it to stand in while it is
-/// refreshed: the activity window is a day long, so seconds change nothing but instances at
+/// refreshed: the activity window is a day long, so a minute changes nothing but instances at
 /// its very edge.
-const WINDOW_SLACK_MS: i64 = 10_000;
+const WINDOW_SLACK_MS: i64 = 60_000;
 
 /// Groups kept before the map is emptied (deleted groups must not accumulate).
 const MAX_GROUPS: usize = 4096;
@@ -53,14 +60,39 @@ struct Entry {
 #[derive(Default)]
 struct Slot {
     entry: Mutex<Option<Arc<Entry>>>,
-    /// Held by the one reader computing the entry.
-    computing: tokio::sync::Mutex<()>,
+    /// Held by the one reader (or background refresh) computing the entry.
+    computing: Arc<tokio::sync::Mutex<()>>,
 }
 
-#[derive(Default)]
+impl Slot {
+    fn current(&self) -> Option<Arc<Entry>> {
+        self.entry.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn store(&self, rows: StatRows, generation: u64, now_ms: i64) {
+        if let Ok(mut entry) = self.entry.lock() {
+            *entry = Some(Arc::new(Entry {
+                rows,
+                generation,
+                now_ms,
+                computed_at: Instant::now(),
+            }));
+        }
+    }
+}
+
 pub struct GroupStatsCache {
     write_generation: AtomicU64,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// How long an entry is current without a local write (see the module docs).
+    max_age: Duration,
+}
+
+impl Default for GroupStatsCache {
+    /// The cautious age: other processes may write the database.
+    fn default() -> Self {
+        Self::with_max_age(SHARED_DB_MAX_AGE)
+    }
 }
 
 /// What an entry is good for, for a reader that started at `generation` and asks for `now_ms`.
@@ -73,8 +105,8 @@ enum Fit {
 }
 
 impl Entry {
-    fn fit(&self, generation: u64, now_ms: i64) -> Fit {
-        let max_age_ms = i64::try_from(MAX_AGE.as_millis()).unwrap_or(i64::MAX);
+    fn fit(&self, generation: u64, now_ms: i64, max_age: Duration) -> Fit {
+        let max_age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
         if self.generation < generation || now_ms < self.now_ms {
             return Fit::Unusable;
         }
@@ -83,7 +115,7 @@ impl Entry {
             // entry nobody read for a while.
             return Fit::Unusable;
         }
-        if self.computed_at.elapsed() >= MAX_AGE || now_ms - self.now_ms >= max_age_ms {
+        if self.computed_at.elapsed() >= max_age || now_ms - self.now_ms >= max_age_ms {
             return Fit::Aged;
         }
         Fit::Current
@@ -91,6 +123,15 @@ impl Entry {
 }
 
 impl GroupStatsCache {
+    /// A cache whose entries age after `max_age` ([`SHARED_DB_MAX_AGE`] or [`OWN_DB_MAX_AGE`]).
+    pub fn with_max_age(max_age: Duration) -> Self {
+        Self {
+            write_generation: AtomicU64::new(0),
+            slots: Mutex::default(),
+            max_age,
+        }
+    }
+
     /// Called after a write transaction touching instance or configuration tables ended.
     pub fn note_write(&self) {
         self.write_generation.fetch_add(1, Ordering::SeqCst);
@@ -114,7 +155,8 @@ impl GroupStatsCache {
     }
 
     /// The group's rows for `now_ms`: a usable entry, or the result of `compute` (run by one
-    /// reader at a time per group).
+    /// reader at a time per group). An aged entry is returned at once and `compute` runs in a
+    /// background task that replaces it.
     pub async fn get_or_compute<F, Fut>(
         &self,
         group_id: &str,
@@ -123,39 +165,44 @@ impl GroupStatsCache {
     ) -> Result<StatRows, StoreError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Vec<(Option<i64>, String, i64)>, StoreError>>,
+        Fut: Future<Output = Result<Vec<(Option<i64>, String, i64)>, StoreError>> + Send + 'static,
     {
         let started_at = self.write_generation();
         let slot = self.slot(group_id);
-        let current = |slot: &Slot| slot.entry.lock().ok().and_then(|e| e.clone());
-        let waiting = match current(&slot) {
-            Some(e) => match e.fit(started_at, now_ms) {
+        let waiting = match slot.current() {
+            Some(e) => match e.fit(started_at, now_ms, self.max_age) {
                 Fit::Current => return Ok(e.rows.clone()),
-                // Someone is refreshing it: the aged entry is still what this process wrote.
-                Fit::Aged => match slot.computing.try_lock() {
-                    Ok(guard) => guard,
-                    Err(_) => return Ok(e.rows.clone()),
-                },
-                Fit::Unusable => slot.computing.lock().await,
+                // The aged entry holds everything this process wrote: serve it and refresh it
+                // behind the answer, unless a refresh is already running.
+                Fit::Aged => {
+                    if let Ok(guard) = slot.computing.clone().try_lock_owned() {
+                        let generation = self.write_generation();
+                        let refresh = compute();
+                        let slot = slot.clone();
+                        tokio::spawn(async move {
+                            match refresh.await {
+                                Ok(rows) => slot.store(Arc::new(rows), generation, now_ms),
+                                // The aged entry stays; the next reader tries again.
+                                Err(e) => tracing::debug!(error = %e, "group stats refresh failed"),
+                            }
+                            drop(guard);
+                        });
+                    }
+                    return Ok(e.rows.clone());
+                }
+                Fit::Unusable => slot.computing.clone().lock_owned().await,
             },
-            None => slot.computing.lock().await,
+            None => slot.computing.clone().lock_owned().await,
         };
-        // Another reader may have computed it while this one waited.
-        if let Some(e) = current(&slot) {
-            if e.fit(started_at, now_ms) == Fit::Current {
+        // Another reader (or a refresh) may have computed it while this one waited.
+        if let Some(e) = slot.current() {
+            if e.fit(started_at, now_ms, self.max_age) == Fit::Current {
                 return Ok(e.rows.clone());
             }
         }
         let generation = self.write_generation();
         let rows: StatRows = Arc::new(compute().await?);
-        if let Ok(mut entry) = slot.entry.lock() {
-            *entry = Some(Arc::new(Entry {
-                rows: rows.clone(),
-                generation,
-                now_ms,
-                computed_at: Instant::now(),
-            }));
-        }
+        slot.store(rows.clone(), generation, now_ms);
         drop(waiting);
         Ok(rows)
     }
@@ -168,6 +215,68 @@ mod tests {
 
     fn rows(n: i64) -> Vec<(Option<i64>, String, i64)> {
         vec![(Some(4), "1.0.0".to_string(), n)]
+    }
+
+    /// Reads (with a computation that must not run) until the entry holds `n`, or times out.
+    async fn wait_for_rows(cache: &GroupStatsCache, group: &str, now_ms: i64, n: i64) -> i64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = cache
+                .get_or_compute(group, now_ms, || async { Ok(rows(-1)) })
+                .await
+                .expect("rows");
+            if rows[0].2 == n || Instant::now() > deadline {
+                return rows[0].2;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn aged_entries_are_served_at_once_and_refreshed_by_one_task() {
+        // Every entry is aged at once: readers never wait for a refresh.
+        let cache = GroupStatsCache::with_max_age(Duration::ZERO);
+        let first = cache
+            .get_or_compute("g", 1_000, || async { Ok(rows(1)) })
+            .await;
+        assert_eq!(first.expect("rows")[0].2, 1, "no entry yet: computed");
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        for _ in 0..8 {
+            let runs = runs.clone();
+            let mut released = released.clone();
+            let served = tokio::time::timeout(
+                Duration::from_secs(5),
+                cache.get_or_compute("g", 1_000, || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    let _ = released.wait_for(|r| *r).await;
+                    Ok(rows(2))
+                }),
+            )
+            .await
+            .expect("served without waiting for the refresh");
+            assert_eq!(
+                served.expect("rows")[0].2,
+                1,
+                "the aged entry, while the refresh is blocked"
+            );
+        }
+        let _ = release.send(true);
+        assert_eq!(wait_for_rows(&cache, "g", 1_000, 2).await, 2);
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "one refresh for all the readers that found the entry aged"
+        );
+        cache.note_write();
+        let after_write = cache
+            .get_or_compute("g", 1_000, || async { Ok(rows(3)) })
+            .await;
+        assert_eq!(
+            after_write.expect("rows")[0].2,
+            3,
+            "a local write is never served aged"
+        );
     }
 
     #[tokio::test]
@@ -191,7 +300,15 @@ mod tests {
             "a write makes readers recompute"
         );
         let later = cache.get_or_compute("g", 2_000, || compute(4)).await;
-        assert_eq!(later.expect("rows")[0].2, 4, "the activity window moved");
+        assert_eq!(
+            later.expect("rows")[0].2,
+            3,
+            "the activity window moved a second: served aged, refreshed behind"
+        );
+        let refreshed = wait_for_rows(&cache, "g", 2_000, 4).await;
+        assert_eq!(refreshed, 4, "the background refresh replaced the entry");
+        let far = cache.get_or_compute("g", 70_000, || compute(9)).await;
+        assert_eq!(far.expect("rows")[0].2, 9, "the clock moved a minute");
         let earlier = cache.get_or_compute("g", 1_500, || compute(5)).await;
         assert_eq!(earlier.expect("rows")[0].2, 5, "a clock that went back");
         let other = cache.get_or_compute("h", 1_500, || compute(6)).await;
@@ -247,25 +364,40 @@ mod tests {
             now_ms: 10_000,
             computed_at: Instant::now(),
         };
-        assert_eq!(entry.fit(5, 10_000), Fit::Current);
+        let shared = SHARED_DB_MAX_AGE;
+        assert_eq!(entry.fit(5, 10_000, shared), Fit::Current);
         assert_eq!(
-            entry.fit(4, 10_500),
+            entry.fit(4, 10_500, shared),
             Fit::Current,
             "older readers may use it"
         );
-        assert_eq!(entry.fit(6, 10_000), Fit::Unusable);
-        assert_eq!(entry.fit(5, 11_000), Fit::Aged, "the clock moved a second");
+        assert_eq!(entry.fit(6, 10_000, shared), Fit::Unusable);
         assert_eq!(
-            entry.fit(5, 20_000),
+            entry.fit(5, 11_000, shared),
+            Fit::Aged,
+            "the clock moved a second"
+        );
+        assert_eq!(
+            entry.fit(5, 11_000, OWN_DB_MAX_AGE),
+            Fit::Current,
+            "only this process writes: a second changes nothing"
+        );
+        assert_eq!(
+            entry.fit(5, 30_000, OWN_DB_MAX_AGE),
+            Fit::Aged,
+            "the clock moved twenty seconds"
+        );
+        assert_eq!(
+            entry.fit(5, 70_000, shared),
             Fit::Unusable,
-            "the clock moved ten seconds"
+            "the clock moved a minute"
         );
         let aged = Entry {
             computed_at: Instant::now()
-                .checked_sub(MAX_AGE)
-                .expect("monotonic clock past MAX_AGE"),
+                .checked_sub(SHARED_DB_MAX_AGE)
+                .expect("monotonic clock past the age"),
             ..entry
         };
-        assert_eq!(aged.fit(5, 10_000), Fit::Aged);
+        assert_eq!(aged.fit(5, 10_000, shared), Fit::Aged);
     }
 }
