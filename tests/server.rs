@@ -1,6 +1,7 @@
 //! The HTTP server under adverse conditions, black-box over real sockets: clients that stall
 //! mid-body or mid-head or sit idle (408 / closed after `--read-timeout-seconds`), bodies
-//! declared over the limit (refused before they are sent), shutdown with a client that never
+//! declared over the limit (refused before they are sent; the rest read and discarded when the
+//! client sends it anyway, so it sees the answer rather than a reset), shutdown with a client that never
 //! finishes (bounded by `--shutdown-grace-seconds`), and a database that goes away (503 with
 //! `Retry-After`, not 500) on MariaDB (a proxy the test cuts) and SQLite (a lock held by
 //! another connection). Bounds on "eventually" are generous; nothing here measures speed.
@@ -152,7 +153,9 @@ async fn a_declared_length_over_the_limit_is_refused_without_the_body() {
         ),
     ];
     for (request, expected) in &cases {
-        let answer = raw_exchange(t.addr, request.as_bytes(), BOUND)
+        // The answer comes at once; the connection then stays open for a while to take the
+        // body the client may still send (`a_refused_body_being_sent_gets_the_answer_not_a_reset`).
+        let answer = first_response(t.addr, request.as_bytes())
             .await
             .unwrap_or_else(|partial| panic!("no answer without the body: {partial:?}"));
         assert!(answer.starts_with(expected), "{request}\n->\n{answer}");
@@ -179,6 +182,115 @@ async fn a_declared_length_over_the_limit_is_refused_without_the_body() {
     .await
     .expect("answered");
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
+
+/// Sends `request` and reads one whole response (head and `Content-Length` body) within
+/// `BOUND`, without waiting for the connection to close.
+async fn first_response(addr: std::net::SocketAddr, request: &[u8]) -> Result<String, String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write the request");
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(BOUND, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if seen.len() >= end + 4 + length {
+                    return;
+                }
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    match read {
+        Ok(()) => Ok(text),
+        Err(_) => Err(text),
+    }
+}
+
+/// Sends `head` and then `body` in full (as clients that do not wait for `100 Continue` do),
+/// reading the answer meanwhile: the answer, or why there was none.
+async fn send_whole_body(addr: std::net::SocketAddr, head: String, body: Vec<u8>) -> String {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let answer = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let _ = tokio::time::timeout(BOUND, reader.read_to_end(&mut seen)).await;
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let sent = async {
+        writer.write_all(head.as_bytes()).await?;
+        writer.write_all(&body).await?;
+        writer.flush().await
+    }
+    .await;
+    let answer = answer.await.expect("reader");
+    match sent {
+        Ok(()) => answer,
+        Err(e) => format!("the body could not be sent ({e}); answer so far: {answer:?}"),
+    }
+}
+
+/// A client that sends a too-large body without waiting (no `Expect: 100-continue`) sees the
+/// refusal, not a connection reset under its write: the server reads and discards the rest of
+/// the body behind its answer. 15 MiB is far more than loopback socket buffers hold, so without
+/// that the write fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_body_being_sent_gets_the_answer_not_a_reset() {
+    let t = spawn_app_with(TestDb::sqlite().await, args(&["--webhook-secret", SECRET])).await;
+    let size = 15 * 1024 * 1024;
+    let body = vec![b' '; size];
+    let mut chunked = Vec::new();
+    for part in body.chunks(64 * 1024) {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let cases = [
+        (
+            format!(
+                "POST /v1.0/hooks/dockerhub/{SECRET} HTTP/1.1\r\nHost: t\r\n\
+                 Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+            ),
+            body.clone(),
+            "HTTP/1.1 413",
+        ),
+        // No declared length: refused when the limit is crossed, the rest discarded as well.
+        (
+            format!(
+                "POST /api/apps HTTP/1.1\r\nHost: t\r\nAuthorization: {BASIC}\r\n\
+                 Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            chunked,
+            "HTTP/1.1 413",
+        ),
+        (
+            format!("POST /v1/update/ HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n"),
+            body.clone(),
+            "HTTP/1.1 400",
+        ),
+    ];
+    for (head, body, expected) in cases {
+        let answer = send_whole_body(t.addr, head.clone(), body).await;
+        assert!(answer.starts_with(expected), "{head}\n->\n{answer}");
+        assert!(answer.contains("larger than"), "{answer}");
+    }
+    // Still serving.
+    assert_eq!(t.get("/v1.0/health").await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -18,6 +18,7 @@ pub mod v1;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -97,20 +98,57 @@ pub fn with_state(
 
 /// Reads the body up to `limit` bytes, whatever the transfer encoding; more is an error. A
 /// declared `Content-Length` over the limit is that error at once, without waiting for a body
-/// that would be refused anyway (the client may not even send it before an answer).
+/// that would be refused anyway; the rest of a refused body is read and discarded behind the
+/// answer ([`DRAIN_LIMIT_BYTES`]).
 pub fn limited_body(
     limit: usize,
 ) -> impl Filter<Extract = (Result<Bytes, usize>,), Error = Rejection> + Clone {
     warp::header::optional::<String>("content-length")
+        .and(warp::header::optional::<String>("expect"))
         .and(warp::body::stream())
-        .then(move |declared: Option<String>, stream| async move {
-            // hyper has refused malformed lengths already; anything unparsable is left to the read.
-            let declared = declared.and_then(|d| d.trim().parse::<u64>().ok());
-            if declared.is_some_and(|n| n > limit as u64) {
-                return Err(limit);
-            }
-            collect_limited(stream, limit).await
-        })
+        .then(
+            move |declared: Option<String>, expect: Option<String>, stream| async move {
+                // hyper has refused malformed lengths already; anything unparsable is left to the read.
+                let declared = declared.and_then(|d| d.trim().parse::<u64>().ok());
+                let drains = drains_refused_body(declared, expect.as_deref());
+                if declared.is_some_and(|n| n > limit as u64) {
+                    if drains {
+                        tokio::spawn(discard(Box::pin(stream), 0));
+                    }
+                    return Err(limit);
+                }
+                collect_limited(stream, limit, drains).await
+            },
+        )
+}
+
+/// How much of a refused (too large) body is read and thrown away after the answer, before the
+/// connection closes. A client still writing its body when the server answers and closes gets
+/// a connection reset under its write instead of the 413 (unread bytes make the kernel reset
+/// the connection): what nginx's lingering close avoids. Larger bodies are cut off.
+pub const DRAIN_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Whether a refused body with this declared length is read and discarded: not when the client
+/// waits for `100 Continue` before sending it (it sends nothing then), nor when it is larger
+/// than [`DRAIN_LIMIT_BYTES`].
+pub fn drains_refused_body(declared: Option<u64>, expect: Option<&str>) -> bool {
+    let waits_for_go_ahead = expect.is_some_and(|e| e.trim().eq_ignore_ascii_case("100-continue"));
+    !waits_for_go_ahead && declared.is_none_or(|n| n <= DRAIN_LIMIT_BYTES)
+}
+
+/// Reads and drops the rest of a refused body, until [`DRAIN_LIMIT_BYTES`] in all (`read` so far)
+/// or an error (the body read timeout ends a slow one).
+async fn discard<S, B>(mut stream: Pin<Box<S>>, mut read: u64)
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + ?Sized,
+    B: Buf,
+{
+    while read <= DRAIN_LIMIT_BYTES {
+        match stream.next().await {
+            Some(Ok(chunk)) => read += chunk.remaining() as u64,
+            _ => return,
+        }
+    }
 }
 
 /// Marks `response` as the connection's last: for answers given without reading the whole body
@@ -124,18 +162,22 @@ pub fn closing_connection(mut response: Response) -> Response {
     response
 }
 
-async fn collect_limited<S, B>(stream: S, limit: usize) -> Result<Bytes, usize>
+async fn collect_limited<S, B>(stream: S, limit: usize, drains: bool) -> Result<Bytes, usize>
 where
-    S: futures_util::Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf + Send + 'static,
 {
-    let mut stream = std::pin::pin!(stream);
+    let mut stream = Box::pin(stream);
     let mut buf = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         let Ok(mut chunk) = chunk else {
             return Err(limit);
         };
         if buf.len() + chunk.remaining() > limit {
+            if drains {
+                let read = (buf.len() + chunk.remaining()) as u64;
+                tokio::spawn(discard(stream, read));
+            }
             return Err(limit);
         }
         while chunk.has_remaining() {

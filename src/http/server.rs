@@ -206,22 +206,59 @@ async fn omaha(
     let id = request_id_from(header("x-request-id"));
     let ip = client_ip_from(header("x-forwarded-for"), Some(peer));
     let path = request.uri().path().to_string();
-    // Larger than the limit, or broken off: the same answer either way (as `limited_body`). A
-    // declared length over the limit is answered without waiting for a body we would refuse.
-    let body = if request.body().size_hint().lower() > MAX_BODY_BYTES as u64 {
+    // Larger than the limit, or broken off: the same answer either way (as `limited_body`,
+    // which also says when a refused body is read and discarded first).
+    let declared = request.body().size_hint().exact();
+    let drains = super::drains_refused_body(declared, header("expect"));
+    let body = if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        if drains {
+            tokio::spawn(discard_body(request.into_body()));
+        }
         Err(MAX_BODY_BYTES)
     } else {
-        http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-            .map(|collected| collected.to_bytes())
-            .map_err(|_| MAX_BODY_BYTES)
+        let mut body = request.into_body();
+        // A request body nearly always arrives as one frame: kept as it is, not copied.
+        let mut frames: Vec<Bytes> = Vec::with_capacity(1);
+        let mut len = 0;
+        loop {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        len += data.len();
+                        if len > MAX_BODY_BYTES {
+                            if drains {
+                                tokio::spawn(discard_body(body));
+                            }
+                            break Err(MAX_BODY_BYTES);
+                        }
+                        frames.push(data);
+                    }
+                }
+                Some(Err(_)) => break Err(MAX_BODY_BYTES),
+                None if frames.len() == 1 => break Ok(frames.pop().unwrap_or_default()),
+                None => break Ok(Bytes::from(frames.concat())),
+            }
+        }
     };
     let response = match timed_out.response() {
         Some(late) => late,
         None => super::omaha::answer(state.clone(), body, ip).await,
     };
     finish_response(&state.metrics, started, &id, &Method::POST, &path, response)
+}
+
+/// Reads and drops a refused body behind the answer, up to `http::DRAIN_LIMIT_BYTES` or an
+/// error (the read timeout ends a slow one).
+async fn discard_body(mut body: TimedBody) {
+    let mut read = 0u64;
+    while read <= super::DRAIN_LIMIT_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Shared by a request's [`TimedBody`] and whoever answers it: set when the body was late.
