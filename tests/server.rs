@@ -11,8 +11,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    raw_exchange, read_until_closed, serve_args, spawn_app_with, AppOptions, TcpProxy, TestApp,
-    TestDb, T0,
+    raw_exchange, read_until, read_until_closed, serve_args, spawn_app_with, AppOptions, TcpProxy,
+    TestApp, TestDb, T0,
 };
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -189,36 +189,22 @@ async fn a_declared_length_over_the_limit_is_refused_without_the_body() {
 async fn first_response(addr: std::net::SocketAddr, request: &[u8]) -> Result<String, String> {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream.write_all(request).await.expect("write the request");
-    let mut seen = Vec::new();
-    let read = tokio::time::timeout(BOUND, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            let text = String::from_utf8_lossy(&seen).into_owned();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let length = text[..end]
-                    .lines()
-                    .find_map(|l| {
-                        let (name, value) = l.split_once(':')?;
-                        name.eq_ignore_ascii_case("content-length")
-                            .then(|| value.trim().parse::<usize>().ok())?
-                    })
-                    .unwrap_or(0);
-                if seen.len() >= end + 4 + length {
-                    return;
-                }
-            }
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        }
+    read_until(&mut stream, BOUND, |seen| {
+        let text = String::from_utf8_lossy(seen);
+        let Some(end) = text.find("\r\n\r\n") else {
+            return false;
+        };
+        let length = text[..end]
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        seen.len() >= end + 4 + length
     })
-    .await;
-    let text = String::from_utf8_lossy(&seen).into_owned();
-    match read {
-        Ok(()) => Ok(text),
-        Err(_) => Err(text),
-    }
+    .await
 }
 
 /// Sends `head` and then `body` in full (as clients that do not wait for `100 Continue` do),

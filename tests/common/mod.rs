@@ -573,11 +573,21 @@ pub async fn read_until_closed(
     stream: &mut tokio::net::TcpStream,
     bound: std::time::Duration,
 ) -> Result<String, String> {
+    read_until(stream, bound, |_| false).await
+}
+
+/// Reads from `stream` until `done(what was read)`, EOF or a reset, for at most `bound`: the
+/// text read, as `Err` when the bound ran out first.
+pub async fn read_until(
+    stream: &mut tokio::net::TcpStream,
+    bound: std::time::Duration,
+    done: impl Fn(&[u8]) -> bool,
+) -> Result<String, String> {
     use tokio::io::AsyncReadExt as _;
     let mut seen = Vec::new();
     let read = tokio::time::timeout(bound, async {
         let mut buf = [0u8; 4096];
-        loop {
+        while !done(&seen) {
             match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => seen.extend_from_slice(&buf[..n]),
