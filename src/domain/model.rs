@@ -42,12 +42,7 @@ fn de_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>
 /// characters, so `max` must not exceed the column's `n`) and no control characters (a NUL or
 /// an escape sequence would end up verbatim in pages, logs and Omaha answers).
 pub(crate) fn check_len(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
-    if value.chars().count() > max {
-        return Err(ValidationError::new(
-            field,
-            format!("longer than {max} characters"),
-        ));
-    }
+    check_max_chars(field, value, max)?;
     if value.chars().any(char::is_control) {
         return Err(ValidationError::new(
             field,
@@ -57,14 +52,21 @@ pub(crate) fn check_len(field: &str, value: &str, max: usize) -> Result<(), Vali
     Ok(())
 }
 
-/// Like [`check_len`] for free text (descriptions): tabs and line breaks are allowed.
-pub(crate) fn check_text(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+/// At most `max` characters (not bytes: MySQL `VARCHAR(n)` and `TEXT` limits are checked in
+/// characters by the callers' maxima).
+fn check_max_chars(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
     if value.chars().count() > max {
         return Err(ValidationError::new(
             field,
             format!("longer than {max} characters"),
         ));
     }
+    Ok(())
+}
+
+/// Like [`check_len`] for free text (descriptions): tabs and line breaks are allowed.
+pub(crate) fn check_text(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    check_max_chars(field, value, max)?;
     if value
         .chars()
         .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))

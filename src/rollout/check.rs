@@ -340,6 +340,35 @@ fn registration(req: &CheckRequest) -> Registration<'_> {
     }
 }
 
+/// Moves the instance to `status` with no update in progress (a hold, or a void grant
+/// released); the history entry names the version it was granted, if any.
+async fn end_grant(
+    tx: &mut Tx,
+    key: InstanceKey<'_>,
+    current_status: Option<InstanceStatus>,
+    instance: &InstanceState,
+    status: InstanceStatus,
+    now: i64,
+) -> Result<(), StoreError> {
+    let version = instance
+        .last_update_version
+        .as_ref()
+        .map(|v| v.as_str().to_string())
+        .unwrap_or_default();
+    rows::set_status(
+        tx,
+        key,
+        current_status,
+        status,
+        &version,
+        "",
+        true,
+        None,
+        now,
+    )
+    .await
+}
+
 /// A denial that puts the instance on hold writes nothing when it already is on hold.
 fn hold_is_recorded(instance: &InstanceState) -> bool {
     instance.status == Some(InstanceStatus::OnHold) && !instance.update_in_progress
@@ -549,20 +578,12 @@ async fn update_check(
         },
         Decision::NoUpdate(effect) => {
             if effect == NoUpdateEffect::Release {
-                let version = instance
-                    .last_update_version
-                    .as_ref()
-                    .map(|v| v.as_str().to_string())
-                    .unwrap_or_default();
-                rows::set_status(
+                end_grant(
                     tx,
                     key,
                     current_status,
+                    &instance,
                     InstanceStatus::Undefined,
-                    &version,
-                    "",
-                    true,
-                    None,
                     now,
                 )
                 .await?;
@@ -615,20 +636,12 @@ async fn update_check(
                 .await?;
             }
             if hold && !hold_is_recorded(&instance) {
-                let version = instance
-                    .last_update_version
-                    .as_ref()
-                    .map(|v| v.as_str().to_string())
-                    .unwrap_or_default();
-                rows::set_status(
+                end_grant(
                     tx,
                     key,
                     current_status,
+                    &instance,
                     InstanceStatus::OnHold,
-                    &version,
-                    "",
-                    true,
-                    None,
                     now,
                 )
                 .await?;

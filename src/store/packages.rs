@@ -269,12 +269,7 @@ pub(crate) async fn insert_package<Q: Queryable>(
         ],
     )
     .await
-    .map_err(|e| match e {
-        StoreError::Conflict(_) => {
-            StoreError::Conflict(format!("a package with version {} already exists", f.version))
-        }
-        other => other,
-    })?;
+    .map_err(|e| version_taken(e, &f.version))?;
     if let Some(action) = &f.coreos_action {
         insert_action(tx, &id, action, now).await?;
     }
@@ -366,13 +361,7 @@ impl Store {
             ],
         )
         .await
-        .map_err(|e| match e {
-            // The only unique key a package update can hit is (application, version).
-            StoreError::Conflict(_) => {
-                StoreError::Conflict(format!("a package with version {} already exists", f.version))
-            }
-            other => other,
-        })?;
+        .map_err(|e| version_taken(e, &f.version))?;
         if let Some(action) = &f.coreos_action {
             tx.exec(
                 "DELETE FROM coreos_actions WHERE package_id = ?",
@@ -577,4 +566,15 @@ pub(crate) async fn channel_package_activity<Q: Queryable>(
 /// The semver of a stored package version text; stored versions were validated on write.
 pub(crate) fn stored_version(text: &str) -> Option<Version> {
     Version::parse(text).ok()
+}
+
+/// A conflict writing a package row as the clear message: the only unique key an insert or
+/// update of a package can hit is (application, version).
+fn version_taken(e: StoreError, version: &impl std::fmt::Display) -> StoreError {
+    match e {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict(format!("a package with version {version} already exists"))
+        }
+        other => other,
+    }
 }
