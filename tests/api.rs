@@ -3101,6 +3101,9 @@ async fn text_limits_fit_the_columns(db: TestDb) {
     let mut n = 0;
     // (collection, field, longest, fill character, base body given a unique tag)
     type Base = fn(&str) -> Value;
+    // A valid package of type "other" whose version carries the case's unique suffix.
+    let other_package: Base =
+        |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"});
     let cases: Vec<(&String, &str, usize, char, Base)> = vec![
         (&apps, "name", 50, '🦀', |u| json!({ "name": u })),
         (&apps, "description", 10_000, '🦀', |u| json!({ "name": u })),
@@ -3123,27 +3126,9 @@ async fn text_limits_fit_the_columns(db: TestDb) {
             'a',
             |u| json!({"type": 4, "version": format!("1.0.0-{u}")}),
         ),
-        (
-            &packages,
-            "filename",
-            255,
-            '🦀',
-            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
-        ),
-        (
-            &packages,
-            "description",
-            10_000,
-            '🦀',
-            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
-        ),
-        (
-            &packages,
-            "hash",
-            128,
-            'A',
-            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
-        ),
+        (&packages, "filename", 255, '🦀', other_package),
+        (&packages, "description", 10_000, '🦀', other_package),
+        (&packages, "hash", 128, 'A', other_package),
         (
             &packages,
             "image_repository",
@@ -3158,41 +3143,29 @@ async fn text_limits_fit_the_columns(db: TestDb) {
             'a',
             |_| json!({"type": 4, "url": "https://dl.example/"}),
         ),
-        (
-            &packages,
-            "coreos_action.event",
-            20,
-            'e',
-            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
-        ),
+        (&packages, "coreos_action.event", 20, 'e', other_package),
         (
             &packages,
             "coreos_action.chromeos_version",
             255,
             '🦀',
-            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
+            other_package,
         ),
         (
             &packages,
             "coreos_action.metadata_signature_rsa",
             1024,
             'A',
-            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
+            other_package,
         ),
         (
             &packages,
             "coreos_action.metadata_size",
             100,
             '1',
-            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
+            other_package,
         ),
-        (
-            &packages,
-            "coreos_action.deadline",
-            100,
-            'd',
-            |u| json!({"type": 4, "version": format!("1.0.0-{u}"), "url": "https://dl.example/"}),
-        ),
+        (&packages, "coreos_action.deadline", 100, 'd', other_package),
         (&bindings, "match", 255, 'm', |_| json!({"kind": "generic"})),
         (
             &bindings,
