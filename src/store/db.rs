@@ -1091,25 +1091,24 @@ impl Db {
 
     /// One write statement in its own transaction; returns the affected row count.
     pub async fn exec(&self, sql: &str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
-        match self {
-            Self::Mysql(pool, _, _) if !writes_to(sql).config => {
+        if let Self::Mysql(pool, _, _) = self {
+            let targets = writes_to(sql);
+            if !targets.config {
                 let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
                 let result = conn.exec_drop(sql, mysql_params(params)).await;
-                if writes_to(sql).instances {
+                if targets.instances {
                     self.cache().group_stats().note_write();
                 }
                 result.map_err(map_mysql_error)?;
-                Ok(conn.affected_rows())
-            }
-            // SQLite: through the group-committing writer. MySQL configuration writes: with the
-            // generation bump in the same transaction.
-            _ => {
-                let mut tx = self.begin().await?;
-                let n = tx.exec(sql, params).await?;
-                tx.commit().await?;
-                Ok(n)
+                return Ok(conn.affected_rows());
             }
         }
+        // SQLite: through the group-committing writer. MySQL configuration writes: with the
+        // generation bump in the same transaction.
+        let mut tx = self.begin().await?;
+        let n = tx.exec(sql, params).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Runs a multi-statement script (migrations). SQLite: atomically. MySQL: statement by
