@@ -620,6 +620,43 @@ async fn read_only_answers_match_the_transaction(db: TestDb) {
 }
 both_backends!(read_only_answers, read_only_answers_match_the_transaction);
 
+/// A denied machine's next checks may reuse the group's counters (SQLite remembers them), but
+/// never past a write: the moment a grant ends, the next check counts again and is granted.
+async fn remembered_counters_follow_writes(db: TestDb) {
+    let app = spawn_app(db).await;
+    let (app_id, _channel, _group, _pkg) = app
+        .setup_rollout(
+            "2.0.0",
+            json!({"policy_max_updates_per_period": 1, "policy_period_interval": "1 minute",
+                   "policy_update_timeout": "1 hour", "policy_safe_mode": false,
+                   "policy_auto_pause_on_failure": false}),
+        )
+        .await;
+    assert_eq!(
+        offered(&app, &app_id, "a", "1.0.0").await.as_deref(),
+        Some("2.0.0")
+    );
+    // The period is over, but a's update is still in progress: b waits for it.
+    app.clock.advance_ms(2 * 60_000);
+    for _ in 0..3 {
+        assert_eq!(offered(&app, &app_id, "b", "1.0.0").await, None);
+    }
+    let (read_only, _) = paths(&app);
+    assert!(read_only >= 2, "denials answered read-only");
+    // a's attempt ends (a failure report, no new check); at the same instant, b is let through.
+    check_with(&app, &app_id, "a", "1.0.0", &common::event(3, 0)).await;
+    assert_eq!(
+        offered(&app, &app_id, "b", "1.0.0").await.as_deref(),
+        Some("2.0.0")
+    );
+    assert_eq!(
+        offered(&app, &app_id, "c", "1.0.0").await,
+        None,
+        "limit kept"
+    );
+}
+both_backends!(remembered_counters, remembered_counters_follow_writes);
+
 /// A machine another replica knows as settled gets a promotion at once: the snapshot reads the
 /// configuration generation with its rows, so no replica answers from an old channel target.
 async fn settled_machines_see_promotions_on_every_replica(db: TestDb) {

@@ -229,6 +229,10 @@ impl CheckReads for LazySnapshot<'_> {
     async fn lock_group_for_reads(&mut self, _group_id: &str) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn counters_memo(&self) -> Option<&InstanceCache> {
+        self.store.instance_cache().map(|cache| cache.as_ref())
+    }
 }
 
 /// The read-only evaluation proper, whichever way the rows were read.

@@ -233,8 +233,13 @@ pub fn touches_config(sql: &str) -> bool {
     writes_to(sql).config
 }
 
-/// Tables whose rows `store::instance_cache` holds.
-const INSTANCE_TABLES: &[&str] = &["instances", "instance_applications"];
+/// Tables whose rows `store::instance_cache` holds, or counts (the grant buckets behind a
+/// group's remembered rollout counters).
+const INSTANCE_TABLES: &[&str] = &[
+    "instances",
+    "instance_applications",
+    "rollout_grant_buckets",
+];
 
 /// True when `sql` writes an instance table (see [`writes_to`]).
 pub fn touches_instances(sql: &str) -> bool {
@@ -293,6 +298,10 @@ mod tests {
             "INSERT INTO instance_status_history (instance_id) VALUES (?)"
         ));
         assert!(!touches_instances("SELECT * FROM instances"));
+        // Grant buckets feed the remembered rollout counters (`store::instance_cache`).
+        assert!(touches_instances(
+            "INSERT INTO rollout_grant_buckets (group_id, bucket_ts, grants) VALUES (?, ?, 1)"
+        ));
     }
 
     #[test]

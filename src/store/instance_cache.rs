@@ -18,6 +18,15 @@
 //! (`store::last_seen`) without voiding entries, and an entry's value may run ahead of or behind
 //! the row's, which only decides when a check records "last seen" again. Memory per entry is small (hashes instead of the registration strings)
 //! and the map is bounded: when full it is emptied, which is always correct.
+//!
+//! The cache also remembers each group's rollout counters as a read-only check last read them
+//! ([`InstanceCache::counters`]), under the same sequence: a remembered value is used only while
+//! no instance write has settled since it was read, and for at most [`COUNTERS_MAX_AGE_MS`] of
+//! request time. Without writes, counters only fall as time passes (grants leave the period and
+//! the timeout), so a remembered value is never below the durable one by more than what
+//! in-flight writes add; a read-only check acts only on denials, and any answer that would grant
+//! runs the locking transaction, which counts again. The worst a remembered value does is deny
+//! for up to that age a machine the sliding period would already let through.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -26,6 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::rollout::{Registration, RegistrationDiff, RolloutFields, StoredInstance};
+use crate::rollout::policy::Counters;
 
 /// Instances kept before the map is emptied (hostile clients can invent machine ids).
 const MAX_ENTRIES: usize = 500_000;
@@ -34,6 +44,28 @@ const MAX_VERSIONS: usize = 1024;
 
 /// "Written, not durable yet": no fill is accepted.
 const PENDING: u64 = u64::MAX;
+
+/// Longest a group's remembered rollout counters are used, in request time (see the module docs).
+pub const COUNTERS_MAX_AGE_MS: i64 = 1_000;
+/// Groups whose counters are remembered before the memo is emptied.
+const MAX_COUNTER_GROUPS: usize = 4096;
+
+/// A policy's parameters that the counters depend on (`store::rollout::counters`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountersKey {
+    pub period_interval_ms: i64,
+    pub update_timeout_ms: i64,
+    pub max_updates_per_period: i64,
+}
+
+/// One group's counters as read after sequence number `read_sequence`, at request time `read_at`.
+#[derive(Debug, Clone, Copy)]
+struct RememberedCounters {
+    key: CountersKey,
+    read_sequence: u64,
+    read_at: i64,
+    counters: Counters,
+}
 
 /// The cached rows of one instance for one application: what the Omaha path's read-only
 /// decision needs. Fields it only compares for equality are kept as keyed hashes.
@@ -129,6 +161,8 @@ pub struct InstanceCache {
     sequence: AtomicU64,
     hasher: RandomState,
     inner: Mutex<Inner>,
+    /// group id → its rollout counters as last read (see the module docs).
+    counters: Mutex<HashMap<Box<str>, RememberedCounters>>,
 }
 
 impl Default for InstanceCache {
@@ -137,6 +171,7 @@ impl Default for InstanceCache {
             sequence: AtomicU64::new(1),
             hasher: RandomState::new(),
             inner: Mutex::new(Inner::default()),
+            counters: Mutex::default(),
         }
     }
 }
@@ -325,6 +360,50 @@ impl InstanceCache {
         }
     }
 
+    /// The group's counters remembered for `key`, if no instance write settled since they were
+    /// read and they were read at most [`COUNTERS_MAX_AGE_MS`] before `now`. Read at a later
+    /// `now` than this reader's is fine: counters only fall as time passes.
+    pub fn counters(&self, group_id: &str, key: CountersKey, now: i64) -> Option<Counters> {
+        let memo = self.counters.lock().ok()?;
+        let entry = memo.get(group_id)?;
+        let usable = entry.key == key
+            && entry.read_sequence == self.sequence()
+            && now.saturating_sub(entry.read_at) <= COUNTERS_MAX_AGE_MS;
+        usable.then_some(entry.counters)
+    }
+
+    /// Remembers counters read at request time `read_at` by a read that began at sequence
+    /// number `read_sequence` (taken before the read, as for a fill).
+    pub fn remember_counters(
+        &self,
+        group_id: &str,
+        key: CountersKey,
+        read_sequence: u64,
+        read_at: i64,
+        counters: Counters,
+    ) {
+        if read_sequence != self.sequence() {
+            return; // a write settled during the read
+        }
+        let Ok(mut memo) = self.counters.lock() else {
+            return;
+        };
+        let entry = RememberedCounters {
+            key,
+            read_sequence,
+            read_at,
+            counters,
+        };
+        if let Some(slot) = memo.get_mut(group_id) {
+            *slot = entry;
+            return;
+        }
+        if memo.len() >= MAX_COUNTER_GROUPS {
+            memo.clear();
+        }
+        memo.insert(group_id.into(), entry);
+    }
+
     /// Forgets everything at once (schema changes, a lost batch).
     pub fn clear(&self) {
         if let Ok(mut inner) = self.inner.lock() {
@@ -474,5 +553,57 @@ mod tests {
         cache.settle(&[("a".into(), "busy".into())], 0);
         cache.fill("a", "busy", &stored("1.0.0"), cache.sequence());
         assert!(cache.get("a", "busy").is_some());
+    }
+
+    #[test]
+    fn remembered_counters_last_until_a_write_settles_or_they_age() {
+        let cache = InstanceCache::default();
+        let key = CountersKey {
+            period_interval_ms: 60_000,
+            update_timeout_ms: 3_600_000,
+            max_updates_per_period: 5,
+        };
+        let counted = Counters {
+            granted_in_period: 5,
+            in_progress: 2,
+            ..Counters::default()
+        };
+        cache.remember_counters("g", key, cache.sequence(), 10_000, counted);
+        assert_eq!(cache.counters("g", key, 10_000), Some(counted));
+        assert_eq!(
+            cache.counters("g", key, 10_000 + COUNTERS_MAX_AGE_MS),
+            Some(counted)
+        );
+        // Read at a later time than this reader's: counters only fall as time passes.
+        assert_eq!(cache.counters("g", key, 9_000), Some(counted));
+        assert_eq!(
+            cache.counters("g", key, 10_001 + COUNTERS_MAX_AGE_MS),
+            None,
+            "aged"
+        );
+        assert_eq!(cache.counters("h", key, 10_000), None, "another group");
+        let other_policy = CountersKey {
+            max_updates_per_period: 6,
+            ..key
+        };
+        assert_eq!(cache.counters("g", other_policy, 10_000), None);
+
+        // Any instance write that becomes durable voids them, also one that was pending before
+        // they were read.
+        cache.mark_pending("a", "m");
+        cache.remember_counters("g", key, cache.sequence(), 10_000, counted);
+        assert_eq!(cache.counters("g", key, 10_000), Some(counted));
+        cache.settle(&[("a".into(), "m".into())], 0);
+        assert_eq!(cache.counters("g", key, 10_000), None, "settled");
+
+        // A read that began before a settle is not remembered.
+        let before = cache.sequence();
+        cache.mark_all_pending();
+        cache.settle(&[], 1);
+        cache.remember_counters("g", key, before, 10_000, counted);
+        assert_eq!(cache.counters("g", key, 10_000), None);
+        cache.clear();
+        cache.remember_counters("g", key, cache.sequence(), 10_000, counted);
+        assert_eq!(cache.counters("g", key, 10_000), Some(counted));
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::cache::{ChannelTarget, ConfigCache};
 use super::db::Snapshot;
 use super::groups::{group_from_row, GROUP_COLUMN_COUNT, GROUP_SELECT_COLUMNS};
+use super::instance_cache::{CountersKey, InstanceCache};
 use super::packages::load_packages;
 use super::{Dialect, Queryable, Row, Store, StoreError, Tx, ACTIVE_WINDOW_MS};
 use crate::domain::{ActivityClass, Group, InstanceStatus, NewActivity, RolloutPolicy, Version};
@@ -228,6 +229,11 @@ pub trait CheckReads: Queryable {
         &mut self,
         group_id: &str,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+    /// Where a read-only reader may take and leave a group's rollout counters (see
+    /// `store::instance_cache`); `None` for the transaction, which always counts.
+    fn counters_memo(&self) -> Option<&InstanceCache> {
+        None
+    }
 }
 
 impl CheckReads for Tx {
@@ -440,6 +446,33 @@ pub async fn counters<Q: CheckReads>(
     if policy.safe_mode || !(0..=BUCKET_RETENTION_MS).contains(&window) {
         return exact_counters(tx, group_id, target_version, policy, now).await;
     }
+    let key = CountersKey {
+        period_interval_ms: policy.period_interval_ms,
+        update_timeout_ms: policy.update_timeout_ms,
+        max_updates_per_period: policy.max_updates_per_period,
+    };
+    // Taken before the rows are read: a write settling during the read voids what it counted.
+    let read_sequence = match tx.counters_memo() {
+        Some(memo) => match memo.counters(group_id, key, now) {
+            Some(counters) => return Ok(counters),
+            None => Some(memo.sequence()),
+        },
+        None => None,
+    };
+    let counters = bucket_counters(tx, group_id, policy, now).await?;
+    if let (Some(memo), Some(read_sequence)) = (tx.counters_memo(), read_sequence) {
+        memo.remember_counters(group_id, key, read_sequence, now, counters);
+    }
+    Ok(counters)
+}
+
+/// [`counters`] read from the grant buckets (and the instances once the bound reaches the cap).
+async fn bucket_counters<Q: CheckReads>(
+    tx: &mut Q,
+    group_id: &str,
+    policy: &RolloutPolicy,
+    now: i64,
+) -> Result<Counters, StoreError> {
     let period_from = now - policy.period_interval_ms;
     let timeout_from = now - policy.update_timeout_ms;
     let rows = tx
