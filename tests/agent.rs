@@ -1333,7 +1333,7 @@ async fn agent_client_rejects_hostile_server_answers() {
     let request = Request {
         protocol: "3.0".into(),
         apps: vec![AppRequest {
-            appid: uuid::Uuid::new_v4().to_string(),
+            appid: uuid::Uuid::new_v4().to_string().into(),
             version: "1.0.0".into(),
             track: "stable".into(),
             machine_id: "m".into(),

@@ -52,7 +52,7 @@ struct FakeState {
     tracks: HashMap<String, Vec<Release>>,
     payloads: HashMap<String, Vec<u8>>,
     downloads: HashMap<String, usize>,
-    requests: Vec<Request>,
+    requests: Vec<Request<'static>>,
 }
 
 #[derive(Clone)]
@@ -158,7 +158,7 @@ impl Fake {
             .unwrap_or(0)
     }
 
-    fn requests_for(&self, track: &str) -> Vec<Request> {
+    fn requests_for(&self, track: &str) -> Vec<Request<'static>> {
         let state = self.0.lock().unwrap();
         state
             .requests
@@ -172,7 +172,7 @@ impl Fake {
         let (mode, xml) = {
             let mut state = self.0.lock().unwrap();
             let request = protocol::parse_request(body).expect("the syncer sends valid XML");
-            state.requests.push(request.clone());
+            state.requests.push(request.clone().into_owned());
             (state.mode, render(&state, &request))
         };
         let reply = |status: u16, body: String| {
@@ -208,7 +208,7 @@ impl Fake {
 fn render(state: &FakeState, request: &Request) -> String {
     let app = request.apps.first().expect("one app");
     let head = r#"<?xml version="1.0" encoding="UTF-8"?><response protocol="3.0" server="fake"><daystart elapsed_seconds="0"></daystart>"#;
-    let Some(releases) = state.tracks.get(&app.track) else {
+    let Some(releases) = state.tracks.get(&*app.track) else {
         return format!(
             r#"{head}<app appid="{}" status="error-failedToRetrieveUpdatePackageInfo"><updatecheck status="error-internal"></updatecheck></app></response>"#,
             app.appid
@@ -396,7 +396,7 @@ async fn syncer_follows_upstream_channels(db: TestDb) {
     assert!(stable_requests.len() >= 2);
     let ids: Vec<&str> = stable_requests
         .iter()
-        .map(|r| r.apps[0].machine_id.as_str())
+        .map(|r| &*r.apps[0].machine_id)
         .collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     assert_ne!(ids[0], beta_requests[0].apps[0].machine_id);

@@ -388,7 +388,7 @@ impl Agent {
             .unwrap_or_else(|| UNKNOWN_VERSION.to_string())
     }
 
-    fn request(&self, unit: &Unit, version: &str) -> Request {
+    fn request<'a>(&'a self, unit: &'a Unit, version: &'a str) -> Request<'a> {
         Request {
             protocol: "3.0".into(),
             version: concat!("rollbridge-agent-", env!("CARGO_PKG_VERSION")).into(),
@@ -397,16 +397,16 @@ impl Agent {
             is_machine: "1".into(),
             os: Some(Os {
                 platform: "Docker".into(),
-                version: self.docker_version.clone(),
-                sp: String::new(),
+                version: self.docker_version.as_str().into(),
+                sp: "".into(),
                 arch: std::env::consts::ARCH.into(),
             }),
             apps: vec![AppRequest {
-                appid: unit.app_id.clone(),
-                version: version.to_string(),
-                track: unit.track.clone(),
-                machine_id: self.machine_id.clone(),
-                machine_alias: self.alias.clone(),
+                appid: unit.app_id.as_str().into(),
+                version: version.into(),
+                track: unit.track.as_str().into(),
+                machine_id: self.machine_id.as_str().into(),
+                machine_alias: self.alias.as_str().into(),
                 ..AppRequest::default()
             }],
         }
@@ -424,8 +424,8 @@ impl Agent {
         request.apps[0].events.push(EventRequest {
             event_type: Some(event_type),
             event_result: Some(result),
-            previous_version: previous_version.to_string(),
-            error_code: error_code.to_string(),
+            previous_version: previous_version.into(),
+            error_code: error_code.into(),
         });
         match self.server.omaha(&request).await {
             Ok(r) if r.apps.first().is_some_and(|a| a.status == "ok") => {}

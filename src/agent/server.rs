@@ -70,7 +70,7 @@ impl Server {
     }
 
     /// Sends one Omaha request and parses the answer.
-    pub async fn omaha(&self, request: &Request) -> anyhow::Result<ParsedResponse> {
+    pub async fn omaha(&self, request: &Request<'_>) -> anyhow::Result<ParsedResponse> {
         let xml = request.to_xml();
         let body = match self {
             Self::Remote { http, base, token } => {

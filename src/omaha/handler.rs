@@ -81,6 +81,7 @@ pub async fn handle(
     let mut response = Response {
         apps: Vec::with_capacity(request.apps.len()),
     };
+    let client_ip = client_ip.to_string();
     for app in &request.apps {
         if let Some(answer) = super::multi::answer_syncer(store, &request, app).await {
             response.apps.push(answer);
@@ -90,19 +91,19 @@ pub async fn handle(
         // one allocation.
         response
             .apps
-            .push(Box::pin(answer_app(store, options, app, client_ip, now)).await);
+            .push(Box::pin(answer_app(store, options, app, &client_ip, now)).await);
     }
     Ok(response.to_xml())
 }
 
-pub(super) fn error_app(app: &AppRequest, app_status: &str) -> AppResponse {
+pub(super) fn error_app<'a>(app: &AppRequest<'a>, app_status: &'static str) -> AppResponse<'a> {
     AppResponse {
         appid: app.appid.clone(),
-        status: app_status.to_string(),
+        status: app_status,
         ping: app.ping,
         update_check: app.update_check.then(|| UpdateCheck {
             manifests: Vec::new(),
-            status: status::ERROR_INTERNAL.to_string(),
+            status: status::ERROR_INTERNAL,
             poll_interval: None,
             manifest: None,
         }),
@@ -111,7 +112,7 @@ pub(super) fn error_app(app: &AppRequest, app_status: &str) -> AppResponse {
 }
 
 /// Why an `<app>` could not be registered; logged at debug level, answered with one status.
-fn registration_problem(app: &AppRequest) -> Option<String> {
+fn registration_problem(app: &AppRequest<'_>) -> Option<String> {
     let id = app.machine_id.trim();
     if id.is_empty() {
         return Some("missing machineid".into());
@@ -143,13 +144,13 @@ pub(super) async fn resolve_group(
     store.group_for_track(app_id, &track).await
 }
 
-async fn answer_app(
+async fn answer_app<'a>(
     store: &Store,
     options: &OmahaOptions,
-    app: &AppRequest,
-    client_ip: IpAddr,
+    app: &AppRequest<'a>,
+    client_ip: &str,
     now: i64,
-) -> AppResponse {
+) -> AppResponse<'a> {
     let Ok(app_id) = domain::normalize_uuid("appid", &app.appid) else {
         return error_app(app, status::INSTANCE_REGISTRATION_FAILED);
     };
@@ -192,13 +193,13 @@ async fn answer_app(
         .collect();
     let request = CheckRequest {
         is_coreos: app_id == seed::COREOS_APP_ID,
-        app_id,
-        group_id: group.id.clone(),
-        instance_id: app.machine_id.trim().to_string(),
-        ip: client_ip.to_string(),
-        alias: app.machine_alias.clone(),
-        oem: app.oem.clone(),
-        aleph_version: app.aleph_version.clone(),
+        app_id: &app_id,
+        group_id: &group.id,
+        instance_id: app.machine_id.trim(),
+        ip: client_ip,
+        alias: &app.machine_alias,
+        oem: &app.oem,
+        aleph_version: &app.aleph_version,
         version,
         events,
         ping: app.ping,
@@ -214,25 +215,25 @@ async fn answer_app(
     options.checks.counter(outcome.path).inc();
     let poll_interval = u32::try_from(outcome.poll_interval).ok().filter(|s| *s > 0);
     let (app_status, update_check) = match outcome.update {
-        None => (status::OK.to_string(), None),
+        None => (status::OK, None),
         Some(UpdateAnswer::Update(package)) => (
-            status::OK.to_string(),
+            status::OK,
             Some(UpdateCheck {
                 manifests: Vec::new(),
-                status: status::OK.to_string(),
+                status: status::OK,
                 poll_interval,
                 manifest: Some(manifest(&package)),
             }),
         ),
-        Some(UpdateAnswer::NoUpdate) => (status::OK.to_string(), Some(no_update(poll_interval))),
+        Some(UpdateAnswer::NoUpdate) => (status::OK, Some(no_update(poll_interval))),
         Some(UpdateAnswer::Denied(_)) if options.deny_as_noupdate => {
-            (status::OK.to_string(), Some(no_update(poll_interval)))
+            (status::OK, Some(no_update(poll_interval)))
         }
         Some(UpdateAnswer::Denied(denial)) => (
-            status::denial_status(denial).to_string(),
+            status::denial_status(denial),
             Some(UpdateCheck {
                 manifests: Vec::new(),
-                status: status::ERROR_INTERNAL.to_string(),
+                status: status::ERROR_INTERNAL,
                 poll_interval: None,
                 manifest: None,
             }),
@@ -250,7 +251,7 @@ async fn answer_app(
 pub(super) fn no_update(poll_interval: Option<u32>) -> UpdateCheck {
     UpdateCheck {
         manifests: Vec::new(),
-        status: status::NO_UPDATE.to_string(),
+        status: status::NO_UPDATE,
         poll_interval,
         manifest: None,
     }

@@ -17,16 +17,16 @@ use crate::store::Store;
 pub const SYNCER_VERSION: &str = "CoreOSUpdateEngine-0.1.0.0";
 
 /// Whether this `<app>` comes from a syncer rather than a machine of the fleet.
-pub fn is_syncer(request: &Request, app: &AppRequest) -> bool {
+pub fn is_syncer(request: &Request<'_>, app: &AppRequest<'_>) -> bool {
     app.multi_manifest_ok || request.version == SYNCER_VERSION
 }
 
 /// The answer for a syncer's `<app>`, or `None` when the request comes from a real machine.
-pub async fn answer_syncer(
+pub async fn answer_syncer<'a>(
     store: &Store,
-    request: &Request,
-    app: &AppRequest,
-) -> Option<AppResponse> {
+    request: &Request<'_>,
+    app: &AppRequest<'a>,
+) -> Option<AppResponse<'a>> {
     if !is_syncer(request, app) {
         return None;
     }
@@ -34,7 +34,7 @@ pub async fn answer_syncer(
     Some(Box::pin(answer(store, app)).await)
 }
 
-async fn answer(store: &Store, app: &AppRequest) -> AppResponse {
+async fn answer<'a>(store: &Store, app: &AppRequest<'a>) -> AppResponse<'a> {
     let Ok(app_id) = domain::normalize_uuid("appid", &app.appid) else {
         return error_app(app, status::INSTANCE_REGISTRATION_FAILED);
     };
@@ -58,7 +58,7 @@ async fn answer(store: &Store, app: &AppRequest) -> AppResponse {
     };
     let mut response = AppResponse {
         appid: app.appid.clone(),
-        status: status::OK.to_string(),
+        status: status::OK,
         ping: app.ping,
         update_check: None,
         events: app.events.len(),
@@ -97,7 +97,7 @@ async fn answer(store: &Store, app: &AppRequest) -> AppResponse {
     if !app.multi_manifest_ok {
         response.update_check = Some(if ahead.is_empty() {
             UpdateCheck {
-                status: status::OK.to_string(),
+                status: status::OK,
                 poll_interval: None,
                 manifest: Some(manifest(&plan.target)),
                 manifests: Vec::new(),
@@ -126,7 +126,7 @@ async fn answer(store: &Store, app: &AppRequest) -> AppResponse {
             .unwrap_or_default(),
     });
     response.update_check = Some(UpdateCheck {
-        status: status::OK.to_string(),
+        status: status::OK,
         poll_interval: None,
         manifest: None,
         manifests,
@@ -167,10 +167,10 @@ mod tests {
         let response = Response {
             apps: vec![AppResponse {
                 appid: "{a}".into(),
-                status: "ok".into(),
+                status: "ok",
                 ping: false,
                 update_check: Some(UpdateCheck {
-                    status: "ok".into(),
+                    status: "ok",
                     poll_interval: None,
                     manifest: None,
                     manifests: vec![

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use quick_xml::escape::{resolve_predefined_entity, unescape};
+use quick_xml::events::attributes::Attributes;
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::Reader;
 
@@ -56,42 +57,46 @@ pub enum ProtocolError {
 // Request model
 // ---------------------------------------------------------------------------
 
+/// Text of a parsed request: borrowed from the body unless it held an entity reference (a
+/// fleet's checks then parse without copying a field), owned when a client builds a request.
+pub type Text<'a> = Cow<'a, str>;
+
 /// A parsed `<request>`; missing attributes are empty strings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Request {
-    pub protocol: String,
-    pub version: String,
-    pub updater_version: String,
-    pub install_source: String,
-    pub is_machine: String,
-    pub os: Option<Os>,
-    pub apps: Vec<AppRequest>,
+pub struct Request<'a> {
+    pub protocol: Text<'a>,
+    pub version: Text<'a>,
+    pub updater_version: Text<'a>,
+    pub install_source: Text<'a>,
+    pub is_machine: Text<'a>,
+    pub os: Option<Os<'a>>,
+    pub apps: Vec<AppRequest<'a>>,
 }
 
 /// The request's `<os>` element.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Os {
-    pub platform: String,
-    pub version: String,
-    pub sp: String,
-    pub arch: String,
+pub struct Os<'a> {
+    pub platform: Text<'a>,
+    pub version: Text<'a>,
+    pub sp: Text<'a>,
+    pub arch: Text<'a>,
 }
 
 /// One `<app>` of a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AppRequest {
+pub struct AppRequest<'a> {
     /// As sent, braces kept: the response must echo it verbatim.
-    pub appid: String,
-    pub version: String,
-    pub track: String,
-    pub machine_id: String,
-    pub boot_id: String,
-    pub oem: String,
-    pub oem_version: String,
-    pub aleph_version: String,
-    pub board: String,
-    pub machine_alias: String,
-    pub lang: String,
+    pub appid: Text<'a>,
+    pub version: Text<'a>,
+    pub track: Text<'a>,
+    pub machine_id: Text<'a>,
+    pub boot_id: Text<'a>,
+    pub oem: Text<'a>,
+    pub oem_version: Text<'a>,
+    pub aleph_version: Text<'a>,
+    pub board: Text<'a>,
+    pub machine_alias: Text<'a>,
+    pub lang: Text<'a>,
     /// `multi_manifest_ok="true"`: the client (a syncer) accepts floor manifests.
     pub multi_manifest_ok: bool,
     /// A `<ping>` child was present.
@@ -99,22 +104,74 @@ pub struct AppRequest {
     /// An `<updatecheck>` child was present.
     pub update_check: bool,
     /// `<event>` children in document order.
-    pub events: Vec<EventRequest>,
+    pub events: Vec<EventRequest<'a>>,
 }
 
 /// One `<event>` of an app.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EventRequest {
+pub struct EventRequest<'a> {
     /// `None` when missing or not an integer; the caller rejects it but still answers ok.
     pub event_type: Option<i32>,
     pub event_result: Option<i32>,
     /// Empty when missing.
-    pub previous_version: String,
+    pub previous_version: Text<'a>,
     /// Empty when missing; kept as text because update_engine ORs flag bits in.
-    pub error_code: String,
+    pub error_code: Text<'a>,
 }
 
-impl AppRequest {
+impl Request<'_> {
+    /// The request with every field copied (to keep it beyond its body).
+    pub fn into_owned(self) -> Request<'static> {
+        fn own(text: Text<'_>) -> Text<'static> {
+            Cow::Owned(text.into_owned())
+        }
+        Request {
+            protocol: own(self.protocol),
+            version: own(self.version),
+            updater_version: own(self.updater_version),
+            install_source: own(self.install_source),
+            is_machine: own(self.is_machine),
+            os: self.os.map(|os| Os {
+                platform: own(os.platform),
+                version: own(os.version),
+                sp: own(os.sp),
+                arch: own(os.arch),
+            }),
+            apps: self
+                .apps
+                .into_iter()
+                .map(|app| AppRequest {
+                    appid: own(app.appid),
+                    version: own(app.version),
+                    track: own(app.track),
+                    machine_id: own(app.machine_id),
+                    boot_id: own(app.boot_id),
+                    oem: own(app.oem),
+                    oem_version: own(app.oem_version),
+                    aleph_version: own(app.aleph_version),
+                    board: own(app.board),
+                    machine_alias: own(app.machine_alias),
+                    lang: own(app.lang),
+                    multi_manifest_ok: app.multi_manifest_ok,
+                    ping: app.ping,
+                    update_check: app.update_check,
+                    events: app
+                        .events
+                        .into_iter()
+                        .map(|event| EventRequest {
+                            event_type: event.event_type,
+                            event_result: event.event_result,
+                            previous_version: own(event.previous_version),
+                            error_code: own(event.error_code),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl AppRequest<'_> {
     /// appid without surrounding braces/whitespace, lower-cased (for lookups).
     pub fn normalized_appid(&self) -> String {
         let id = self.appid.trim();
@@ -124,7 +181,7 @@ impl AppRequest {
     }
 }
 
-impl Request {
+impl Request<'_> {
     /// Serializes the request as update_engine would send it (used by rollbridge's own Omaha
     /// clients: the Docker agent and the upstream syncer). `parse_request(to_xml())` round-trips.
     pub fn to_xml(&self) -> String {
@@ -198,17 +255,17 @@ fn push_attr_nonempty(out: &mut String, name: &str, value: &str) {
 
 /// A response to serialize with [`Response::to_xml`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Response {
-    pub apps: Vec<AppResponse>,
+pub struct Response<'a> {
+    pub apps: Vec<AppResponse<'a>>,
 }
 
 /// One `<app>` of a response.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AppResponse {
+pub struct AppResponse<'a> {
     /// Echoed verbatim from the request.
-    pub appid: String,
-    /// `"ok"` or an `"error-..."` string.
-    pub status: String,
+    pub appid: Text<'a>,
+    /// `"ok"` or an `"error-..."` string (`omaha::status`).
+    pub status: &'static str,
     /// Emit `<ping status="ok"/>`.
     pub ping: bool,
     /// Emit `<updatecheck ...>` when `Some`.
@@ -220,8 +277,8 @@ pub struct AppResponse {
 /// The `<updatecheck>` of a response app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpdateCheck {
-    /// `"ok"`, `"noupdate"`, `"error-internal"`, ...
-    pub status: String,
+    /// `"ok"`, `"noupdate"`, `"error-internal"`, ... (`omaha::status`)
+    pub status: &'static str,
     /// Seconds, emitted as `PollInterval="N"`.
     pub poll_interval: Option<u32>,
     /// Only meaningful with status `"ok"`; emitted whenever `Some`.
@@ -335,6 +392,8 @@ enum Step<'a> {
 /// Wraps the quick-xml reader with the limits and structural checks both
 /// documents need, so each parser is only a small context machine.
 struct Scanner<'a> {
+    /// The whole document (the reader's input).
+    text: &'a str,
     reader: Reader<&'a [u8]>,
     depth: usize,
     seen_root: bool,
@@ -355,6 +414,7 @@ impl<'a> Scanner<'a> {
         config.expand_empty_elements = false;
         config.allow_unmatched_ends = false;
         Ok(Self {
+            text,
             reader,
             depth: 0,
             seen_root: false,
@@ -485,12 +545,46 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Calls `f(local_name, unescaped_value)` for every attribute of `elem`.
+/// `part` as the slice of `text` it is, with `text`'s lifetime: quick-xml hands out slices of
+/// its input, but typed with the lifetime of the event that carries them. `None` for any other
+/// buffer (a bound and char-boundary check, no pointer is dereferenced).
+fn within<'a>(text: &'a str, part: &[u8]) -> Option<&'a str> {
+    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    text.get(start..start.checked_add(part.len())?)
+}
+
+/// Calls `f(local_name, unescaped_value)` for every attribute of `elem`, an element of `text`.
 ///
-/// Every value is unescaped (borrowing when it holds no `&`), so an unknown
-/// entity is an error even in attributes we ignore. Duplicate-attribute
-/// checking is off: it allocates per element, and the last value wins.
-fn for_each_attr(
+/// Every value is unescaped (borrowed from `text` when it holds no `&`), so an unknown entity
+/// is an error even in attributes we ignore. Duplicate-attribute checking is off: it allocates
+/// per element, and the last value wins.
+fn for_each_attr<'a>(
+    text: &'a str,
+    elem: &BytesStart<'_>,
+    mut f: impl FnMut(&[u8], Cow<'a, str>),
+) -> Result<(), ProtocolError> {
+    let Some(element) = within(text, elem) else {
+        // Not a slice of the input (quick-xml copied it): the values are copied too.
+        return for_each_attr_str(elem, |key, value| f(key, Cow::Owned(value.to_owned())));
+    };
+    let name_len = elem.name().as_ref().len();
+    let mut attrs = Attributes::new(element, name_len);
+    attrs.with_checks(false);
+    for attr in attrs {
+        let attr = attr.map_err(|err| ProtocolError::Malformed(format!("bad attribute: {err}")))?;
+        let raw = match attr.value {
+            Cow::Borrowed(raw) => std::str::from_utf8(raw).map_err(|_| ProtocolError::NotUtf8)?,
+            Cow::Owned(_) => return Err(ProtocolError::NotUtf8),
+        };
+        let value = unescape(raw).map_err(|err| attribute_error(attr.key.as_ref(), err))?;
+        f(attr.key.local_name().as_ref(), value);
+    }
+    Ok(())
+}
+
+/// Calls `f(local_name, unescaped_value)` for every attribute of `elem` (values borrowed from
+/// the element): [`for_each_attr`]'s rules, for documents whose fields are copied anyway.
+fn for_each_attr_str(
     elem: &BytesStart<'_>,
     mut f: impl FnMut(&[u8], &str),
 ) -> Result<(), ProtocolError> {
@@ -499,16 +593,22 @@ fn for_each_attr(
     for attr in attrs {
         let attr = attr.map_err(|err| ProtocolError::Malformed(format!("bad attribute: {err}")))?;
         let raw = std::str::from_utf8(&attr.value).map_err(|_| ProtocolError::NotUtf8)?;
-        let value: Cow<'_, str> = unescape(raw).map_err(|err| {
-            let key = String::from_utf8_lossy(attr.key.as_ref());
-            ProtocolError::Malformed(format!("attribute {}: {err}", truncate(&key, 64)))
-        })?;
+        let value = unescape(raw).map_err(|err| attribute_error(attr.key.as_ref(), err))?;
         f(attr.key.local_name().as_ref(), &value);
     }
     Ok(())
 }
 
-fn set(field: &mut String, value: &str) {
+fn attribute_error(key: &[u8], err: impl std::fmt::Display) -> ProtocolError {
+    let key = String::from_utf8_lossy(key);
+    ProtocolError::Malformed(format!("attribute {}: {err}", truncate(&key, 64)))
+}
+
+fn set<'a>(field: &mut Text<'a>, value: Cow<'a, str>) {
+    *field = value;
+}
+
+fn set_string(field: &mut String, value: &str) {
     field.clear();
     field.push_str(value);
 }
@@ -523,7 +623,7 @@ fn parse_i32(value: &str) -> Option<i32> {
 }
 
 /// Reads the root's `protocol` attribute and rejects anything but 3.0.
-fn check_protocol(protocol: Option<String>) -> Result<String, ProtocolError> {
+fn check_protocol(protocol: Option<Text<'_>>) -> Result<Text<'_>, ProtocolError> {
     match protocol {
         None => Err(ProtocolError::MissingProtocol),
         Some(p) if p == "3.0" => Ok(p),
@@ -546,7 +646,7 @@ enum ReqCtx {
 }
 
 /// Parses an Omaha v3 `<request>` body.
-pub fn parse_request(body: &[u8]) -> Result<Request, ProtocolError> {
+pub fn parse_request(body: &[u8]) -> Result<Request<'_>, ProtocolError> {
     let mut scanner = Scanner::new(body)?;
     let mut req = Request::default();
     let mut stack = [ReqCtx::Other; MAX_DEPTH];
@@ -560,14 +660,14 @@ pub fn parse_request(body: &[u8]) -> Result<Request, ProtocolError> {
         let name = elem.local_name();
         let ctx = match (parent, name.as_ref()) {
             (None, b"request") => {
-                read_request_attrs(&elem, &mut req)?;
+                read_request_attrs(scanner.text, &elem, &mut req)?;
                 ReqCtx::Request
             }
             (None, _) => return Err(ProtocolError::NotARequest),
             (Some(ReqCtx::Request), b"os") => {
                 // First <os> wins; a second one is as irrelevant as any unknown element.
                 if req.os.is_none() {
-                    req.os = Some(read_os(&elem)?);
+                    req.os = Some(read_os(scanner.text, &elem)?);
                 }
                 ReqCtx::Other
             }
@@ -575,7 +675,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, ProtocolError> {
                 if req.apps.len() >= MAX_APPS {
                     return Err(ProtocolError::TooManyApps);
                 }
-                req.apps.push(read_app(&elem)?);
+                req.apps.push(read_app(scanner.text, &elem)?);
                 ReqCtx::App
             }
             (Some(ReqCtx::App), child) => {
@@ -587,7 +687,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, ProtocolError> {
                             if app.events.len() >= MAX_EVENTS_PER_APP {
                                 return Err(ProtocolError::TooManyEvents);
                             }
-                            app.events.push(read_event(&elem)?);
+                            app.events.push(read_event(scanner.text, &elem)?);
                         }
                         _ => {}
                     }
@@ -605,10 +705,14 @@ pub fn parse_request(body: &[u8]) -> Result<Request, ProtocolError> {
     Ok(req)
 }
 
-fn read_request_attrs(elem: &BytesStart<'_>, req: &mut Request) -> Result<(), ProtocolError> {
+fn read_request_attrs<'a>(
+    text: &'a str,
+    elem: &BytesStart<'_>,
+    req: &mut Request<'a>,
+) -> Result<(), ProtocolError> {
     let mut protocol = None;
-    for_each_attr(elem, |key, value| match key {
-        b"protocol" => protocol = Some(value.to_owned()),
+    for_each_attr(text, elem, |key, value| match key {
+        b"protocol" => protocol = Some(value),
         b"version" => set(&mut req.version, value),
         b"updaterversion" => set(&mut req.updater_version, value),
         b"installsource" => set(&mut req.install_source, value),
@@ -619,9 +723,9 @@ fn read_request_attrs(elem: &BytesStart<'_>, req: &mut Request) -> Result<(), Pr
     Ok(())
 }
 
-fn read_os(elem: &BytesStart<'_>) -> Result<Os, ProtocolError> {
+fn read_os<'a>(text: &'a str, elem: &BytesStart<'_>) -> Result<Os<'a>, ProtocolError> {
     let mut os = Os::default();
-    for_each_attr(elem, |key, value| match key {
+    for_each_attr(text, elem, |key, value| match key {
         b"platform" => set(&mut os.platform, value),
         b"version" => set(&mut os.version, value),
         b"sp" => set(&mut os.sp, value),
@@ -631,9 +735,9 @@ fn read_os(elem: &BytesStart<'_>) -> Result<Os, ProtocolError> {
     Ok(os)
 }
 
-fn read_app(elem: &BytesStart<'_>) -> Result<AppRequest, ProtocolError> {
+fn read_app<'a>(text: &'a str, elem: &BytesStart<'_>) -> Result<AppRequest<'a>, ProtocolError> {
     let mut app = AppRequest::default();
-    for_each_attr(elem, |key, value| match key {
+    for_each_attr(text, elem, |key, value| match key {
         b"appid" => set(&mut app.appid, value),
         b"version" => set(&mut app.version, value),
         b"track" => set(&mut app.track, value),
@@ -645,17 +749,17 @@ fn read_app(elem: &BytesStart<'_>) -> Result<AppRequest, ProtocolError> {
         b"board" => set(&mut app.board, value),
         b"machinealias" => set(&mut app.machine_alias, value),
         b"lang" => set(&mut app.lang, value),
-        b"multi_manifest_ok" => app.multi_manifest_ok = parse_bool(value),
+        b"multi_manifest_ok" => app.multi_manifest_ok = parse_bool(&value),
         _ => {}
     })?;
     Ok(app)
 }
 
-fn read_event(elem: &BytesStart<'_>) -> Result<EventRequest, ProtocolError> {
+fn read_event<'a>(text: &'a str, elem: &BytesStart<'_>) -> Result<EventRequest<'a>, ProtocolError> {
     let mut event = EventRequest::default();
-    for_each_attr(elem, |key, value| match key {
-        b"eventtype" => event.event_type = parse_i32(value),
-        b"eventresult" => event.event_result = parse_i32(value),
+    for_each_attr(text, elem, |key, value| match key {
+        b"eventtype" => event.event_type = parse_i32(&value),
+        b"eventresult" => event.event_result = parse_i32(&value),
         b"previousversion" => set(&mut event.previous_version, value),
         b"errorcode" => set(&mut event.error_code, value),
         _ => {}
@@ -667,7 +771,7 @@ fn read_event(elem: &BytesStart<'_>) -> Result<EventRequest, ProtocolError> {
 // Response serialization
 // ---------------------------------------------------------------------------
 
-impl Response {
+impl Response<'_> {
     /// Serializes to the exact one-line shape CoreRoller emitted.
     pub fn to_xml(&self) -> String {
         let mut out = String::with_capacity(self.estimated_len());
@@ -706,11 +810,11 @@ impl Response {
     }
 }
 
-impl AppResponse {
+impl AppResponse<'_> {
     fn write_into(&self, out: &mut String) {
         out.push_str("<app");
         push_attr(out, "appid", &self.appid);
-        push_attr(out, "status", &self.status);
+        push_attr(out, "status", self.status);
         // Always an explicit close tag, even when empty, so the shape never varies.
         out.push('>');
         if self.ping {
@@ -729,7 +833,7 @@ impl AppResponse {
 impl UpdateCheck {
     fn write_into(&self, out: &mut String) {
         out.push_str("<updatecheck");
-        push_attr(out, "status", &self.status);
+        push_attr(out, "status", self.status);
         if let Some(secs) = self.poll_interval {
             out.push_str(" PollInterval=\"");
             out.push_str(&secs.to_string());
@@ -896,9 +1000,9 @@ pub fn parse_response(body: &[u8]) -> Result<ParsedResponse, ProtocolError> {
         let ctx = match (parent, name.as_ref()) {
             (None, b"response") => {
                 let mut protocol = None;
-                for_each_attr(&elem, |key, value| {
+                for_each_attr_str(&elem, |key, value| {
                     if key == b"protocol" {
-                        protocol = Some(value.to_owned());
+                        protocol = Some(Cow::Owned(value.to_owned()));
                     }
                 })?;
                 check_protocol(protocol)?;
@@ -915,9 +1019,9 @@ pub fn parse_response(body: &[u8]) -> Result<ParsedResponse, ProtocolError> {
                     return Err(ProtocolError::TooManyApps);
                 }
                 let mut app = ParsedApp::default();
-                for_each_attr(&elem, |key, value| match key {
-                    b"appid" => set(&mut app.appid, value),
-                    b"status" => set(&mut app.status, value),
+                for_each_attr_str(&elem, |key, value| match key {
+                    b"appid" => set_string(&mut app.appid, value),
+                    b"status" => set_string(&mut app.status, value),
                     _ => {}
                 })?;
                 resp.apps.push(app);
@@ -966,8 +1070,8 @@ fn read_response_app_child(
         }
         b"updatecheck" => {
             let mut check = ParsedUpdateCheck::default();
-            for_each_attr(elem, |key, value| match key {
-                b"status" => set(&mut check.status, value),
+            for_each_attr_str(elem, |key, value| match key {
+                b"status" => set_string(&mut check.status, value),
                 b"PollInterval" => check.poll_interval = value.trim().parse().ok(),
                 _ => {}
             })?;
@@ -1010,11 +1114,11 @@ fn read_update_check_child(
                 return Err(ProtocolError::TooManyManifests);
             }
             let mut manifest = ParsedManifest::default();
-            for_each_attr(elem, |key, value| match key {
-                b"version" => set(&mut manifest.version, value),
+            for_each_attr_str(elem, |key, value| match key {
+                b"version" => set_string(&mut manifest.version, value),
                 b"is_floor" => manifest.is_floor = parse_bool(value),
                 b"is_target" => manifest.is_target = parse_bool(value),
-                b"floor_reason" => set(&mut manifest.floor_reason, value),
+                b"floor_reason" => set_string(&mut manifest.floor_reason, value),
                 _ => {}
             })?;
             check.manifests.push(manifest);
@@ -1024,11 +1128,11 @@ fn read_update_check_child(
         (RespCtx::Manifest, b"actions") => RespCtx::Actions,
         (RespCtx::Packages, b"package") => {
             let mut package = ParsedPackage::default();
-            for_each_attr(elem, |key, value| match key {
-                b"name" => set(&mut package.name, value),
-                b"hash" => set(&mut package.hash, value),
-                b"hash_sha256" => set(&mut package.hash_sha256, value),
-                b"size" => set(&mut package.size, value),
+            for_each_attr_str(elem, |key, value| match key {
+                b"name" => set_string(&mut package.name, value),
+                b"hash" => set_string(&mut package.hash, value),
+                b"hash_sha256" => set_string(&mut package.hash_sha256, value),
+                b"size" => set_string(&mut package.size, value),
                 b"required" => package.required = parse_bool(value),
                 _ => {}
             })?;
@@ -1051,9 +1155,9 @@ fn read_update_check_child(
 
 fn read_codebase(elem: &BytesStart<'_>) -> Result<String, ProtocolError> {
     let mut codebase = String::new();
-    for_each_attr(elem, |key, value| {
+    for_each_attr_str(elem, |key, value| {
         if key == b"codebase" {
-            set(&mut codebase, value);
+            set_string(&mut codebase, value);
         }
     })?;
     Ok(codebase)
@@ -1061,9 +1165,9 @@ fn read_codebase(elem: &BytesStart<'_>) -> Result<String, ProtocolError> {
 
 fn read_status(elem: &BytesStart<'_>) -> Result<String, ProtocolError> {
     let mut status = String::new();
-    for_each_attr(elem, |key, value| {
+    for_each_attr_str(elem, |key, value| {
         if key == b"status" {
-            set(&mut status, value);
+            set_string(&mut status, value);
         }
     })?;
     Ok(status)
@@ -1074,18 +1178,18 @@ fn read_action(elem: &BytesStart<'_>) -> Result<Option<PostinstallAction>, Proto
     let mut action = PostinstallAction::default();
     let mut is_postinstall = false;
     let mut display_version = String::new();
-    for_each_attr(elem, |key, value| match key {
+    for_each_attr_str(elem, |key, value| match key {
         b"event" => is_postinstall = value == "postinstall",
-        b"sha256" => set(&mut action.sha256, value),
+        b"sha256" => set_string(&mut action.sha256, value),
         b"needsadmin" => action.needs_admin = parse_bool(value),
         b"IsDelta" | b"IsDeltaPayload" => action.is_delta |= parse_bool(value),
         b"DisablePayloadBackoff" => action.disable_payload_backoff = parse_bool(value),
-        b"ChromeOSVersion" => set(&mut action.chromeos_version, value),
+        b"ChromeOSVersion" => set_string(&mut action.chromeos_version, value),
         // go-omaha servers name the same thing DisplayVersion.
-        b"DisplayVersion" => set(&mut display_version, value),
-        b"MetadataSignatureRsa" => set(&mut action.metadata_signature_rsa, value),
-        b"MetadataSize" => set(&mut action.metadata_size, value),
-        b"deadline" => set(&mut action.deadline, value),
+        b"DisplayVersion" => set_string(&mut display_version, value),
+        b"MetadataSignatureRsa" => set_string(&mut action.metadata_signature_rsa, value),
+        b"MetadataSize" => set_string(&mut action.metadata_size, value),
+        b"deadline" => set_string(&mut action.deadline, value),
         _ => {}
     })?;
     if action.chromeos_version.is_empty() {
@@ -1112,23 +1216,23 @@ mod tests {
 </request>
 "#;
 
-    fn app(appid: &str) -> AppRequest {
+    fn app(appid: &str) -> AppRequest<'static> {
         AppRequest {
-            appid: appid.to_owned(),
+            appid: appid.to_owned().into(),
             ..AppRequest::default()
         }
     }
 
-    fn event(t: i32, r: i32, prev: &str) -> EventRequest {
+    fn event(t: i32, r: i32, prev: &str) -> EventRequest<'static> {
         EventRequest {
             event_type: Some(t),
             event_result: Some(r),
-            previous_version: prev.to_owned(),
-            error_code: String::new(),
+            previous_version: prev.to_owned().into(),
+            error_code: "".into(),
         }
     }
 
-    fn malformed(result: Result<Request, ProtocolError>) -> String {
+    fn malformed(result: Result<Request<'_>, ProtocolError>) -> String {
         match result {
             Err(ProtocolError::Malformed(msg)) => msg,
             other => panic!("expected Malformed, got {other:?}"),
@@ -1148,7 +1252,7 @@ mod tests {
                 platform: "CoreOS".into(),
                 version: "Chateau".into(),
                 sp: "2191.5.0_x86_64".into(),
-                arch: String::new(),
+                arch: "".into(),
             }),
             apps: vec![AppRequest {
                 appid: COREOS_APPID.into(),
@@ -1160,7 +1264,7 @@ mod tests {
                 oem_version: "0.0.2".into(),
                 aleph_version: "2191.0.0".into(),
                 board: "amd64-usr".into(),
-                machine_alias: String::new(),
+                machine_alias: "".into(),
                 lang: "en-US".into(),
                 multi_manifest_ok: false,
                 ping: true,
@@ -1228,9 +1332,9 @@ mod tests {
         assert_eq!(req.version, "1.3.33.7");
         assert_eq!(req.is_machine, "0");
         assert_eq!(req.install_source, "scheduler");
-        assert_eq!(req.os.as_ref().map(|os| os.arch.as_str()), Some("x64"));
-        assert_eq!(req.os.as_ref().map(|os| os.platform.as_str()), Some("win"));
-        let ids: Vec<&str> = req.apps.iter().map(|a| a.appid.as_str()).collect();
+        assert_eq!(req.os.as_ref().map(|os| &*os.arch), Some("x64"));
+        assert_eq!(req.os.as_ref().map(|os| &*os.platform), Some("win"));
+        let ids: Vec<&str> = req.apps.iter().map(|a| &*a.appid).collect();
         assert_eq!(
             ids,
             [
@@ -1319,6 +1423,28 @@ mod tests {
         assert_eq!(req.apps[0].appid, "{a&bA<}");
         assert_eq!(req.apps[0].lang, "\"x'");
         assert!(!req.apps[0].ping);
+    }
+
+    #[test]
+    fn plain_values_are_borrowed_from_the_body() {
+        let body = r#"<request protocol="3.0" version="ue"><os platform="CoreOS"/><app appid="{a}" version="1.0" track="s&amp;t" machineid="m"><event eventtype="3" eventresult="1" previousversion="0.9"/></app></request>"#;
+        let req = parse_request(body.as_bytes()).unwrap();
+        let app = &req.apps[0];
+        for text in [
+            &req.protocol,
+            &req.version,
+            &req.os.as_ref().unwrap().platform,
+            &app.appid,
+            &app.version,
+            &app.machine_id,
+            &app.events[0].previous_version,
+        ] {
+            assert!(matches!(text, Cow::Borrowed(_)), "{text} copied");
+        }
+        assert!(matches!(app.track, Cow::Owned(_)), "unescaped");
+        assert_eq!(app.track, "s&t");
+        let owned: Request<'static> = req.clone().into_owned();
+        assert_eq!(owned, req);
     }
 
     #[test]
@@ -1486,10 +1612,10 @@ mod tests {
 
     const DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
 
-    fn resp_app(appid: &str, status: &str) -> AppResponse {
+    fn resp_app(appid: &str, status: &'static str) -> AppResponse<'static> {
         AppResponse {
-            appid: appid.into(),
-            status: status.into(),
+            appid: appid.to_owned().into(),
+            status,
             ..AppResponse::default()
         }
     }
@@ -1518,7 +1644,7 @@ mod tests {
                 ping: true,
                 update_check: Some(UpdateCheck {
                     manifests: Vec::new(),
-                    status: "noupdate".into(),
+                    status: "noupdate",
                     poll_interval: None,
                     manifest: None,
                 }),
@@ -1547,7 +1673,7 @@ mod tests {
                 AppResponse {
                     update_check: Some(UpdateCheck {
                         manifests: Vec::new(),
-                        status: "error-internal".into(),
+                        status: "error-internal",
                         poll_interval: None,
                         manifest: None,
                     }),
@@ -1573,7 +1699,7 @@ mod tests {
             apps: vec![AppResponse {
                 update_check: Some(UpdateCheck {
                     manifests: Vec::new(),
-                    status: "ok".into(),
+                    status: "ok",
                     poll_interval: None,
                     manifest: Some(coreos_manifest()),
                 }),
@@ -1617,7 +1743,7 @@ mod tests {
                     ping: true,
                     update_check: Some(UpdateCheck {
                         manifests: Vec::new(),
-                        status: "ok".into(),
+                        status: "ok",
                         poll_interval: Some(3600),
                         manifest: Some(Manifest {
                             action: None,
@@ -1633,7 +1759,7 @@ mod tests {
                 AppResponse {
                     update_check: Some(UpdateCheck {
                         manifests: Vec::new(),
-                        status: "noupdate".into(),
+                        status: "noupdate",
                         poll_interval: Some(300),
                         manifest: None,
                     }),
@@ -1678,7 +1804,7 @@ mod tests {
                     events: 3,
                     update_check: Some(UpdateCheck {
                         manifests: Vec::new(),
-                        status: "ok".into(),
+                        status: "ok",
                         poll_interval: Some(60),
                         manifest: Some(delta.clone()),
                     }),
@@ -1876,8 +2002,9 @@ mod tests {
             if !name.ends_with(".request.xml") {
                 continue;
             }
-            let body = std::fs::read(&path).unwrap();
-            let req = parse_request(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+            // Leaked: the parsed requests borrow their bodies for the rest of the test.
+            let body: &'static [u8] = Vec::leak(std::fs::read(&path).unwrap());
+            let req = parse_request(body).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(req.protocol, "3.0", "{name}");
             assert!(!req.apps.is_empty(), "{name}");
             for app in &req.apps {
@@ -1905,7 +2032,7 @@ mod tests {
                 .map(|(_, r)| r.apps[0].clone())
                 .unwrap_or_else(|| panic!("missing fixture {name}"))
         };
-        let kinds = |a: &AppRequest| {
+        let kinds = |a: &AppRequest<'_>| {
             a.events
                 .iter()
                 .map(|e| (e.event_type.unwrap(), e.event_result.unwrap()))
@@ -1915,7 +2042,7 @@ mod tests {
         let a = get("update-check.request.xml");
         assert_eq!(a.appid, COREOS_APPID);
         assert_eq!(
-            (a.version.as_str(), a.track.as_str(), a.machine_id.as_str()),
+            (&*a.version, &*a.track, &*a.machine_id),
             ("2191.0.0", "stable", "0123456789abcdef0123456789abcdef")
         );
         assert!(a.ping && a.update_check);
@@ -1948,7 +2075,7 @@ mod tests {
             .find(|(n, _)| n == "multi-app.request.xml")
             .unwrap()
             .1;
-        let ids: Vec<_> = multi.apps.iter().map(|a| a.appid.as_str()).collect();
+        let ids: Vec<_> = multi.apps.iter().map(|a| &*a.appid).collect();
         assert_eq!(
             ids,
             [COREOS_APPID, "{11111111-2222-4333-8444-555555555555}"]
@@ -1972,7 +2099,7 @@ mod tests {
             os: Some(Os {
                 platform: "Docker".into(),
                 version: "28.2".into(),
-                sp: String::new(),
+                sp: "".into(),
                 arch: "x86_64".into(),
             }),
             apps: vec![AppRequest {
@@ -1994,7 +2121,8 @@ mod tests {
                 ..AppRequest::default()
             }],
         };
-        let parsed = parse_request(request.to_xml().as_bytes()).expect("parses");
+        let xml = request.to_xml();
+        let parsed = parse_request(xml.as_bytes()).expect("parses");
         assert_eq!(parsed, request);
     }
 }

@@ -29,16 +29,16 @@ use crate::store::{Dialect, Queryable, Row, SqlValue, Store, StoreError, Tx};
 
 /// Everything the Omaha handler learned about one `<app>` of a request.
 #[derive(Debug, Clone)]
-pub struct CheckRequest {
-    pub app_id: String,
+pub struct CheckRequest<'a> {
+    pub app_id: &'a str,
     /// The CoreOS/Flatcar application gets update_engine's event quirks.
     pub is_coreos: bool,
-    pub group_id: String,
-    pub instance_id: String,
-    pub ip: String,
-    pub alias: String,
-    pub oem: String,
-    pub aleph_version: String,
+    pub group_id: &'a str,
+    pub instance_id: &'a str,
+    pub ip: &'a str,
+    pub alias: &'a str,
+    pub oem: &'a str,
+    pub aleph_version: &'a str,
     pub version: Version,
     pub events: Vec<ReportedEvent>,
     pub ping: bool,
@@ -80,7 +80,7 @@ const MAX_ATTEMPTS: usize = 8;
 /// the group the request resolved to (from the configuration cache).
 pub async fn run(
     store: &Store,
-    req: &CheckRequest,
+    req: &CheckRequest<'_>,
     group: &Group,
     now: i64,
 ) -> Result<CheckOutcome, StoreError> {
@@ -101,13 +101,13 @@ pub async fn run(
 /// below mirrors what the transactional steps would do with the same rows.
 pub async fn read_only(
     store: &Store,
-    req: &CheckRequest,
+    req: &CheckRequest<'_>,
     group: &Group,
     now: i64,
 ) -> Result<Option<CheckOutcome>, StoreError> {
     let cache = store.instance_cache();
     if let Some(cache) = cache {
-        if let Some(cached) = cache.get(&req.app_id, &req.instance_id) {
+        if let Some(cached) = cache.get(req.app_id, req.instance_id) {
             let mut reads = LazySnapshot {
                 store,
                 snapshot: None,
@@ -123,7 +123,7 @@ pub async fn read_only(
         return Ok(None);
     };
     let Some((group, stored)) =
-        rows::check_view(&mut snapshot, &req.group_id, &req.instance_id, &req.app_id).await?
+        rows::check_view(&mut snapshot, req.group_id, req.instance_id, req.app_id).await?
     else {
         return Ok(None);
     };
@@ -143,18 +143,23 @@ pub async fn read_only(
         return Ok(None);
     };
     if let (Some(cache), Some(read_sequence)) = (cache, read_sequence) {
-        cache.fill(&req.app_id, &req.instance_id, &stored, read_sequence);
+        cache.fill(req.app_id, req.instance_id, &stored, read_sequence);
     }
     Ok(Some(settle_read_only(store, req, answer, now)))
 }
 
 /// Records a due "last seen" of a read-only check for the batched write (and in the cached
 /// rows, so that the next checks do not record it again).
-fn settle_read_only(store: &Store, req: &CheckRequest, answer: ReadOnly, now: i64) -> CheckOutcome {
+fn settle_read_only(
+    store: &Store,
+    req: &CheckRequest<'_>,
+    answer: ReadOnly,
+    now: i64,
+) -> CheckOutcome {
     if answer.last_seen_due {
-        store.record_last_seen(&req.app_id, &req.instance_id, now);
+        store.record_last_seen(req.app_id, req.instance_id, now);
         if let Some(cache) = store.instance_cache() {
-            cache.touch(&req.app_id, &req.instance_id, now);
+            cache.touch(req.app_id, req.instance_id, now);
         }
     }
     answer.outcome
@@ -183,7 +188,7 @@ impl InstanceView<'_> {
     }
 
     /// What registering the request would change (see `rows::register`).
-    fn registration_changes(&self, req: &CheckRequest, now: i64) -> RegistrationDiff {
+    fn registration_changes(&self, req: &CheckRequest<'_>, now: i64) -> RegistrationDiff {
         let reg = registration(req);
         match self {
             Self::Stored(s) => s.registration_changes(&reg, now),
@@ -240,7 +245,7 @@ async fn answer_read_only<Q: CheckReads>(
     q: &mut Q,
     group: &Group,
     instance: InstanceView<'_>,
-    req: &CheckRequest,
+    req: &CheckRequest<'_>,
     now: i64,
 ) -> Result<Option<ReadOnly>, StoreError> {
     let path = match instance {
@@ -321,25 +326,25 @@ struct ReadOnly {
 /// True when no event of the request would be stored or change the instance (see
 /// `events::apply_event`): unknown pairs, events for another group, and, with no update in
 /// progress, anything but a failure are ignored there.
-fn events_change_nothing(req: &CheckRequest, instance: InstanceView<'_>) -> bool {
+fn events_change_nothing(req: &CheckRequest<'_>, instance: InstanceView<'_>) -> bool {
     req.events.iter().all(|event| match event.kind {
         None => true,
         Some(kind) => {
-            !instance.in_group(&req.group_id)
+            !instance.in_group(req.group_id)
                 || (!instance.fields().update_in_progress && kind != EventKind::UpdateFailed)
         }
     })
 }
 
-fn registration(req: &CheckRequest) -> Registration<'_> {
+fn registration<'a>(req: &'a CheckRequest<'_>) -> Registration<'a> {
     Registration {
-        instance_id: &req.instance_id,
-        app_id: &req.app_id,
-        group_id: &req.group_id,
-        ip: &req.ip,
-        alias: &req.alias,
-        oem: &req.oem,
-        aleph_version: &req.aleph_version,
+        instance_id: req.instance_id,
+        app_id: req.app_id,
+        group_id: req.group_id,
+        ip: req.ip,
+        alias: req.alias,
+        oem: req.oem,
+        aleph_version: req.aleph_version,
         version: req.version.as_str(),
     }
 }
@@ -395,7 +400,11 @@ async fn package_not_found_reported<Q: CheckReads>(
 }
 
 /// The transactional check, retried on transient conflicts.
-async fn locked(store: &Store, req: &CheckRequest, now: i64) -> Result<CheckOutcome, StoreError> {
+async fn locked(
+    store: &Store,
+    req: &CheckRequest<'_>,
+    now: i64,
+) -> Result<CheckOutcome, StoreError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -419,16 +428,16 @@ async fn locked(store: &Store, req: &CheckRequest, now: i64) -> Result<CheckOutc
     }
 }
 
-async fn run_in(tx: &mut Tx, req: &CheckRequest, now: i64) -> Result<CheckOutcome, StoreError> {
-    let mut group = rows::lock_group(tx, &req.group_id)
+async fn run_in(tx: &mut Tx, req: &CheckRequest<'_>, now: i64) -> Result<CheckOutcome, StoreError> {
+    let mut group = rows::lock_group(tx, req.group_id)
         .await?
         .ok_or(StoreError::NotFound)?;
     let key = InstanceKey {
-        instance_id: &req.instance_id,
-        app_id: &req.app_id,
-        group_id: &req.group_id,
+        instance_id: req.instance_id,
+        app_id: req.app_id,
+        group_id: req.group_id,
     };
-    let mut state = rows::instance_app(tx, &req.instance_id, &req.app_id).await?;
+    let mut state = rows::instance_app(tx, req.instance_id, req.app_id).await?;
     for event in &req.events {
         apply_event(tx, &mut group, key, req, &mut state, event, now).await?;
     }
@@ -467,7 +476,7 @@ struct UpdatePlan {
 async fn plan_update<Q: CheckReads>(
     q: &mut Q,
     group: &Group,
-    req: &CheckRequest,
+    req: &CheckRequest<'_>,
     stored: Option<RolloutFields<'_>>,
     now: i64,
 ) -> Result<UpdatePlan, StoreError> {
@@ -525,7 +534,7 @@ async fn update_check(
     tx: &mut Tx,
     group: &mut Group,
     key: InstanceKey<'_>,
-    req: &CheckRequest,
+    req: &CheckRequest<'_>,
     stored: Option<&rows::InstanceAppState>,
     now: i64,
 ) -> Result<UpdateAnswer, StoreError> {

@@ -25,7 +25,7 @@ pub async fn apply_event(
     tx: &mut Tx,
     group: &mut Group,
     key: InstanceKey<'_>,
-    req: &CheckRequest,
+    req: &CheckRequest<'_>,
     state: &mut Option<InstanceAppState>,
     event: &ReportedEvent,
     now: i64,

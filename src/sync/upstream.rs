@@ -97,7 +97,7 @@ pub struct CheckParams {
 }
 
 /// The request the syncer sends.
-pub fn request(p: &CheckParams) -> Request {
+pub fn request(p: &CheckParams) -> Request<'_> {
     Request {
         protocol: "3.0".into(),
         version: SYNCER_VERSION.into(),
@@ -107,15 +107,15 @@ pub fn request(p: &CheckParams) -> Request {
         os: Some(Os {
             platform: "CoreOS".into(),
             version: "Chateau".into(),
-            sp: format!("{}_x86_64", p.version),
+            sp: format!("{}_x86_64", p.version).into(),
             arch: "x64".into(),
         }),
         apps: vec![AppRequest {
-            appid: p.appid.clone(),
-            version: p.version.clone(),
-            track: p.track.clone(),
-            machine_id: p.machine_id.clone(),
-            boot_id: p.boot_id.clone(),
+            appid: p.appid.as_str().into(),
+            version: p.version.as_str().into(),
+            track: p.track.as_str().into(),
+            machine_id: p.machine_id.as_str().into(),
+            boot_id: p.boot_id.as_str().into(),
             board: "amd64-usr".into(),
             multi_manifest_ok: true,
             update_check: true,
@@ -304,7 +304,8 @@ mod tests {
             boot_id: "{b}".into(),
         };
         let req = request(&params);
-        let parsed = protocol::parse_request(req.to_xml().as_bytes()).unwrap();
+        let xml = req.to_xml();
+        let parsed = protocol::parse_request(xml.as_bytes()).unwrap();
         assert_eq!(parsed, req);
         assert_eq!(parsed.install_source, "scheduler");
         assert!(parsed.apps[0].multi_manifest_ok);
