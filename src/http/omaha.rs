@@ -38,16 +38,16 @@ fn bad_request(message: String) -> Response {
 }
 
 /// Answers one Omaha request body (`Err(limit)`: the body was larger than the limit, or broken).
-pub async fn answer(state: AppState, body: Result<Bytes, usize>, ip: IpAddr) -> Response {
+pub async fn answer(state: &AppState, body: Result<Bytes, usize>, ip: IpAddr) -> Response {
     let Ok(body) = body else {
         let response = bad_request(format!("request body larger than {MAX_BODY_BYTES} bytes\n"));
         return super::closing_connection(response);
     };
     // Run to completion even if the client goes away, so no transaction is cut short.
     let now = state.now();
-    let task = tokio::spawn(async move {
-        crate::omaha::handle(&state.store, &state.omaha, &body, ip, now).await
-    });
+    let (store, options) = (state.store.clone(), state.omaha.clone());
+    let task =
+        tokio::spawn(async move { crate::omaha::handle(&store, &options, &body, ip, now).await });
     match task.await {
         Ok(Ok(xml)) => {
             warp::reply::with_header(xml, "content-type", "text/xml; charset=utf-8").into_response()
@@ -68,5 +68,9 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         .and(with_state(state))
         .and(client_ip())
         .and(limited_body(MAX_BODY_BYTES))
-        .then(|state: AppState, ip, body: Result<Bytes, usize>| answer(state, body, ip))
+        .then(
+            |state: AppState, ip, body: Result<Bytes, usize>| async move {
+                answer(&state, body, ip).await
+            },
+        )
 }

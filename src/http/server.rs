@@ -65,6 +65,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let routes = warp::service(super::routes(state.clone()));
+    // Shared by every connection's router: the fast paths clone one pointer per request.
+    let state = Arc::new(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -134,7 +136,7 @@ async fn accept_failed(e: std::io::Error) {
 /// One connection's request router.
 #[derive(Clone)]
 struct Front<S> {
-    state: AppState,
+    state: Arc<AppState>,
     routes: S,
     peer: SocketAddr,
     read_timeout: Duration,
@@ -175,7 +177,7 @@ where
 
 /// `GET|HEAD /v1.0/health` without the filter tree: the same answer as the warp route (hyper
 /// sends no body for HEAD).
-async fn health(state: AppState, request: Request<TimedBody>) -> Response {
+async fn health(state: Arc<AppState>, request: Request<TimedBody>) -> Response {
     let started = Instant::now();
     let id = request_id_from(
         request
@@ -196,7 +198,7 @@ async fn health(state: AppState, request: Request<TimedBody>) -> Response {
 
 /// `POST /v1/update/` without the filter tree: the same answer as the warp route.
 async fn omaha(
-    state: AppState,
+    state: Arc<AppState>,
     request: Request<TimedBody>,
     peer: SocketAddr,
     timed_out: BodyTimedOut,
@@ -242,7 +244,7 @@ async fn omaha(
     };
     let response = match timed_out.response() {
         Some(late) => late,
-        None => super::omaha::answer(state.clone(), body, ip).await,
+        None => super::omaha::answer(&state, body, ip).await,
     };
     finish_response(&state.metrics, started, &id, &Method::POST, &path, response)
 }
