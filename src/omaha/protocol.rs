@@ -572,11 +572,19 @@ fn for_each_attr<'a>(
     attrs.with_checks(false);
     for attr in attrs {
         let attr = attr.map_err(|err| ProtocolError::Malformed(format!("bad attribute: {err}")))?;
-        let raw = match attr.value {
-            Cow::Borrowed(raw) => std::str::from_utf8(raw).map_err(|_| ProtocolError::NotUtf8)?,
-            Cow::Owned(_) => return Err(ProtocolError::NotUtf8),
+        // Values over a `&str` buffer are slices of it; a copy is handled all the same.
+        let value = match attr.value {
+            Cow::Borrowed(raw) => {
+                let raw = std::str::from_utf8(raw).map_err(|_| ProtocolError::NotUtf8)?;
+                unescape(raw).map_err(|err| attribute_error(attr.key.as_ref(), err))?
+            }
+            Cow::Owned(raw) => {
+                let raw = String::from_utf8(raw).map_err(|_| ProtocolError::NotUtf8)?;
+                let value =
+                    unescape(&raw).map_err(|err| attribute_error(attr.key.as_ref(), err))?;
+                Cow::Owned(value.into_owned())
+            }
         };
-        let value = unescape(raw).map_err(|err| attribute_error(attr.key.as_ref(), err))?;
         f(attr.key.local_name().as_ref(), value);
     }
     Ok(())
