@@ -418,6 +418,11 @@ async fn assert_everything_unavailable(t: &TestApp, cookie: &str) {
             .await
             .expect("health");
         assert_eq!(r.status(), 503);
+        assert_eq!(
+            r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("5"),
+            "health"
+        );
     }
 
     // Webhooks: the documented 503 (the sender retries), whatever step needs the database first.

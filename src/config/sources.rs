@@ -63,7 +63,8 @@ pub struct SourcesArgs {
     )]
     pub notify_slack: Vec<String>,
 
-    /// Lowest severity sent to notification endpoints: success, info, warning, error.
+    /// Lowest severity sent to notification endpoints, in this order: info (everything),
+    /// success (outcomes, warnings and errors), warning, error.
     #[arg(long, env = "ROLLBRIDGE_NOTIFY_MIN_SEVERITY", default_value = "info")]
     pub notify_min_severity: String,
 }

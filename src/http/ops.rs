@@ -5,8 +5,8 @@ use warp::{Filter, Rejection};
 
 use super::{authenticated, with_state, AppState};
 
-/// `GET|HEAD /v1.0/health`: 200 when the database answers, 503 otherwise (HEAD: the status
-/// alone). The server answers it directly (load balancers poll it); the warp route answers the
+/// `GET|HEAD /v1.0/health`: 200 when the database answers, 503 with `Retry-After` otherwise
+/// (HEAD: the status alone). The server answers it directly (load balancers poll it); the warp route answers the
 /// same way.
 pub async fn health(state: &AppState) -> Response {
     // A trivial query proves the database answers, not only the process.
@@ -14,13 +14,17 @@ pub async fn health(state: &AppState) -> Response {
         Ok(()) => warp::reply::json(&serde_json::json!({"status": "ok"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unavailable");
-            warp::reply::with_status(
-                warp::reply::json(
-                    &serde_json::json!({"status": "unavailable", "error": "database unavailable"}),
-                ),
-                warp::http::StatusCode::SERVICE_UNAVAILABLE,
-            )
-            .into_response()
+            let body = warp::reply::json(
+                &serde_json::json!({"status": "unavailable", "error": "database unavailable"}),
+            );
+            // As every other 503 of the server: when a poller should look again.
+            let body = warp::reply::with_header(
+                body,
+                warp::http::header::RETRY_AFTER,
+                super::error::RETRY_AFTER_SECONDS.to_string(),
+            );
+            warp::reply::with_status(body, warp::http::StatusCode::SERVICE_UNAVAILABLE)
+                .into_response()
         }
     }
 }

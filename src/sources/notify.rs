@@ -57,6 +57,22 @@ pub fn endpoints(args: &SourcesArgs) -> Vec<Endpoint> {
     out
 }
 
+/// True when an entry of `severity` is sent under the `--notify-min-severity` `threshold`.
+/// Ranked by how much an operator wants to hear of it, not by CoreRoller's codes (success is
+/// 1, below info): routine information, then outcomes (success), warnings, errors. So the
+/// default (`info`) sends everything and `success` drops only the routine entries.
+pub fn is_notified(severity: Severity, threshold: Severity) -> bool {
+    fn rank(severity: Severity) -> u8 {
+        match severity {
+            Severity::Info => 0,
+            Severity::Success => 1,
+            Severity::Warning => 2,
+            Severity::Error => 3,
+        }
+    }
+    rank(severity) >= rank(threshold)
+}
+
 pub fn min_severity(text: &str) -> Severity {
     match text.trim().to_ascii_lowercase().as_str() {
         "success" => Severity::Success,
@@ -274,7 +290,7 @@ async fn follow_once(
             continue;
         }
         let severity = Severity::from_code(entry.severity).unwrap_or(Severity::Info);
-        if severity < threshold {
+        if !is_notified(severity, threshold) {
             continue;
         }
         for (label, tx) in senders {
@@ -388,5 +404,20 @@ mod tests {
         assert_eq!(v["severity"], "error");
         assert_eq!(min_severity("WARNING"), Severity::Warning);
         assert_eq!(min_severity("bogus"), Severity::Info);
+    }
+
+    #[test]
+    fn thresholds_rank_outcomes_above_routine_entries() {
+        use Severity::*;
+        let all = [Info, Success, Warning, Error];
+        let sent = |threshold| {
+            all.into_iter()
+                .filter(|s| is_notified(*s, threshold))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sent(Info), all, "the default sends everything");
+        assert_eq!(sent(Success), [Success, Warning, Error]);
+        assert_eq!(sent(Warning), [Warning, Error]);
+        assert_eq!(sent(Error), [Error]);
     }
 }
