@@ -721,3 +721,34 @@ both_backends!(
     migrations,
     migrations_are_idempotent_and_refuse_newer_schemas
 );
+
+/// A MySQL host that accepts the TCP connection and never sends its greeting (a hung server,
+/// or a proxy in front of a dead one): opening the store fails with "unavailable" after the
+/// connect timeout instead of waiting forever. Needs no MariaDB: the listener stands in for it.
+#[tokio::test]
+async fn a_silent_mysql_host_is_unavailable_not_a_hang() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let url = format!("mysql://rollbridge:secret@{addr}/rollbridge");
+    let opened = tokio::time::timeout(
+        rollbridge::store::db::MYSQL_CONNECT_TIMEOUT * 4,
+        Store::open(&url),
+    )
+    .await
+    .expect("Store::open returned instead of hanging");
+    let err = opened.err().expect("no MySQL server there");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(
+        err.to_string().contains("no MySQL connection within"),
+        "{err}"
+    );
+    held.abort();
+}

@@ -869,6 +869,29 @@ const MYSQL_UNAVAILABLE: &[u16] = &[
     1040, 1044, 1045, 1053, 1129, 1130, 1203, 1226, 1927, 3032, 4031,
 ];
 
+/// Longest wait for a MySQL connection (a pooled one, or a new one with its handshake).
+/// mysql_async has no connect timeout of its own: a host that drops packets would hold the
+/// caller for the kernel's TCP timeout (minutes), and one that accepts but never answers,
+/// forever. Past this the database counts as unavailable (503 with Retry-After).
+pub const MYSQL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection from `pool`, within [`MYSQL_CONNECT_TIMEOUT`].
+pub async fn mysql_conn(pool: &mysql_async::Pool) -> Result<mysql_async::Conn, StoreError> {
+    within_connect_timeout(pool.get_conn()).await
+}
+
+async fn within_connect_timeout(
+    connecting: impl std::future::Future<Output = Result<mysql_async::Conn, mysql_async::Error>>,
+) -> Result<mysql_async::Conn, StoreError> {
+    match tokio::time::timeout(MYSQL_CONNECT_TIMEOUT, connecting).await {
+        Ok(conn) => conn.map_err(map_mysql_error),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no MySQL connection within {} s",
+            MYSQL_CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
 pub fn map_mysql_error(e: mysql_async::Error) -> StoreError {
     use mysql_async::{DriverError, Error};
     match &e {
@@ -1020,7 +1043,7 @@ impl Db {
                 let opts = mysql_async::Opts::from(opts);
                 let pool = mysql_async::Pool::new(opts.clone());
                 // Fail fast with a clear error when the server is unreachable.
-                drop(pool.get_conn().await.map_err(map_mysql_error)?);
+                drop(mysql_conn(&pool).await?);
                 Ok(Self::Mysql(pool, cache, opts))
             }
         }
@@ -1079,7 +1102,7 @@ impl Db {
                 .map_err(join_error)?
             }
             Self::Mysql(pool, _, _) => {
-                let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
+                let mut conn = mysql_conn(pool).await?;
                 let rows: Vec<mysql_async::Row> = conn
                     .exec(sql, mysql_params(params))
                     .await
@@ -1094,7 +1117,7 @@ impl Db {
         if let Self::Mysql(pool, _, _) = self {
             let targets = writes_to(sql);
             if !targets.config {
-                let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
+                let mut conn = mysql_conn(pool).await?;
                 let result = conn.exec_drop(sql, mysql_params(params)).await;
                 if targets.instances {
                     self.cache().group_stats().note_write();
@@ -1138,7 +1161,7 @@ impl Db {
                 .map_err(join_error)?
             }
             Self::Mysql(pool, _, _) => {
-                let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
+                let mut conn = mysql_conn(pool).await?;
                 let mut result = Ok(());
                 for statement in split_statements(script) {
                     match conn.query_drop(&statement).await {
@@ -1237,7 +1260,7 @@ impl Db {
                 }))
             }
             Self::Mysql(pool, cache, _) => {
-                let conn = pool.get_conn().await.map_err(map_mysql_error)?;
+                let conn = mysql_conn(pool).await?;
                 Ok(Some(Snapshot {
                     inner: SnapshotInner::Mysql(conn),
                     cache: cache.clone(),
@@ -1258,11 +1281,9 @@ impl Db {
     /// (which must not take one of the few connections requests share). `None` on SQLite.
     pub async fn mysql_dedicated_conn(&self) -> Option<Result<mysql_async::Conn, StoreError>> {
         match self {
-            Self::Mysql(_, _, opts) => Some(
-                mysql_async::Conn::new(opts.clone())
-                    .await
-                    .map_err(map_mysql_error),
-            ),
+            Self::Mysql(_, _, opts) => {
+                Some(within_connect_timeout(mysql_async::Conn::new(opts.clone())).await)
+            }
             Self::Sqlite(..) => None,
         }
     }

@@ -142,7 +142,7 @@ pub async fn applied(db: &Db) -> Result<Vec<AppliedMigration>, StoreError> {
 pub async fn migrate(db: &Db) -> Result<MigrationReport, StoreError> {
     let lock = match db.mysql_pool() {
         Some(pool) => {
-            let mut conn = pool.get_conn().await.map_err(map_mysql_error)?;
+            let mut conn = super::db::mysql_conn(pool).await?;
             let got: Option<i64> = conn
                 .query_first("SELECT GET_LOCK('rollbridge_migrate', 120)")
                 .await
