@@ -80,6 +80,11 @@ impl App {
             args.max_body_bytes,
         );
         state.sources = std::sync::Arc::new(args.sources.clone());
+        state.trusted_proxies = std::sync::Arc::new(
+            crate::http::proxies::TrustedProxies::parse(&args.trusted_proxies)
+                .map_err(anyhow::Error::msg)
+                .context("--trusted-proxies")?,
+        );
         state.hosting = std::sync::Arc::new(
             crate::sync::hosting::Hosting::from_args(&args.sync).context("payload hosting")?,
         );

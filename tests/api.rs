@@ -1650,6 +1650,42 @@ async fn failed_logins_are_throttled_per_client_and_per_user() {
     assert_eq!(r.status(), 200, "other user names are not affected");
 }
 
+/// With `--trusted-proxies none` a client cannot pick the address its failures count against
+/// (nor the IP its instance is stored with) by sending `X-Forwarded-For`: every request here
+/// comes from the same peer, whatever the header says.
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let t = common::spawn_app_with(
+        TestDb::sqlite().await,
+        common::AppOptions {
+            extra_args: vec!["--trusted-proxies".into(), "none".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let url = t.url("/api/apps");
+    for i in 0..20 {
+        let r = t
+            .client
+            .get(&url)
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .basic_auth("admin", Some("guess"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 401, "attempt {i}");
+    }
+    let r = t
+        .client
+        .get(&url)
+        .header("x-forwarded-for", "198.51.100.250")
+        .basic_auth("admin", Some("admin"))
+        .send()
+        .await
+        .expect("GET");
+    expect_error(r, 429, "too many failed logins").await;
+}
+
 both_backends!(
     changing_the_password_retires_the_old_one,
     changing_the_password_retires_the_old_one

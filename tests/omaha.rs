@@ -2078,7 +2078,8 @@ async fn multi_app_in_order(db: TestDb) {
 }
 both_backends!(multi_app, multi_app_in_order);
 
-/// The instance IP is the first `X-Forwarded-For` entry, else the peer address.
+/// The instance IP is the nearest `X-Forwarded-For` entry that is not a trusted proxy (the test
+/// client connects over loopback, trusted by default), else the peer address.
 async fn forwarded_for(db: TestDb) {
     let app = spawn_app(db).await;
     let t = rollout(&app, "12.1.0", json!({"policy_safe_mode": false})).await;

@@ -108,6 +108,16 @@ pub struct ServeArgs {
     /// Maximum size of REST request bodies, in bytes.
     #[arg(long, env = "ROLLBRIDGE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Peers whose `X-Forwarded-For` header names the client (failed-login limits, instance
+    /// IPs), comma-separated: addresses, CIDR ranges, `loopback`, `private` (RFC 1918 and IPv6
+    /// unique-local), or `none`. Any other peer is the client itself, whatever it sends.
+    #[arg(
+        long,
+        env = "ROLLBRIDGE_TRUSTED_PROXIES",
+        default_value = "loopback,private",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
 
     /// Seconds a client gets to send a request's head, and then its body (counted from when the
     /// server starts reading it); an idle keep-alive connection is closed after as long. A body

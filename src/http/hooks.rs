@@ -35,7 +35,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(s())
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::header::optional::<String>("content-type"))
-        .and(client_ip())
+        .and(client_ip(&state))
         .and(limited_body(limit))
         .then(|s, auth, ctype, client, body| respond(registry_hook(s, auth, ctype, client, body)));
     let generic = warp::path!("v1.0" / "hooks" / "generic" / String)

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod omaha;
 pub mod ops;
 pub mod payloads;
+pub mod proxies;
 pub mod query;
 pub mod server;
 pub mod v1;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub hosting: Arc<crate::sync::hosting::Hosting>,
     /// The Artifactory poller's shared state (`/v1.0/force`, `/v1.0/info`, `/v1.0/metrics`).
     pub artifactory: Arc<crate::sources::artifactory::ArtHandle>,
+    /// Peers whose `X-Forwarded-For` names the client (`--trusted-proxies`).
+    pub trusted_proxies: Arc<proxies::TrustedProxies>,
 }
 
 impl AppState {
@@ -82,6 +85,7 @@ impl AppState {
             http_client: outbound_client(),
             hosting: Arc::default(),
             artifactory: Arc::default(),
+            trusted_proxies: Arc::default(),
         }
     }
 
@@ -220,7 +224,7 @@ pub fn json_body<T: serde::de::DeserializeOwned + Send>(
 /// Authenticates `Authorization: Basic` (users) or `Bearer` (API tokens).
 pub fn authenticated(state: AppState) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
-        .and(client_ip())
+        .and(client_ip(&state))
         .and_then(move |header: Option<String>, client: std::net::IpAddr| {
             let state = state.clone();
             async move {
@@ -447,19 +451,15 @@ pub fn no_routes() -> BoxedFilter<(Response,)> {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// The client address used for instances: first valid `X-Forwarded-For` entry, else the peer.
-pub fn client_ip_from(forwarded: Option<&str>, peer: Option<SocketAddr>) -> std::net::IpAddr {
-    forwarded
-        .and_then(|h| h.split(',').next())
-        .and_then(|first| first.trim().parse().ok())
-        .or_else(|| peer.map(|p| p.ip()))
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
-}
-
-pub fn client_ip() -> impl Filter<Extract = (std::net::IpAddr,), Error = Rejection> + Clone {
+/// The client address of a request (see `http::proxies`): the peer, or what a trusted proxy
+/// says in `X-Forwarded-For`.
+pub fn client_ip(
+    state: &AppState,
+) -> impl Filter<Extract = (std::net::IpAddr,), Error = Rejection> + Clone {
+    let trusted = state.trusted_proxies.clone();
     warp::header::optional::<String>("x-forwarded-for")
         .and(warp::ext::optional::<PeerAddr>())
-        .map(|forwarded: Option<String>, peer: Option<PeerAddr>| {
-            client_ip_from(forwarded.as_deref(), peer.map(|p| p.0))
+        .map(move |forwarded: Option<String>, peer: Option<PeerAddr>| {
+            trusted.client_ip(forwarded.as_deref(), peer.map(|p| p.0))
         })
 }

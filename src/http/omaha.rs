@@ -65,11 +65,11 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
     // Path before method: a GET to an unknown path must stay a 404, not become a 405 here.
     omaha_path()
         .and(warp::post())
+        .and(client_ip(&state))
         .and(with_state(state))
-        .and(client_ip())
         .and(limited_body(MAX_BODY_BYTES))
         .then(
-            |state: AppState, ip, body: Result<Bytes, usize>| async move {
+            |ip, state: AppState, body: Result<Bytes, usize>| async move {
                 answer(&state, body, ip).await
             },
         )

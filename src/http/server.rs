@@ -33,7 +33,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use warp::http::{Method, Request, StatusCode};
 use warp::reply::Response;
 
-use super::{client_ip_from, finish_response, request_id_from, AppState, PeerAddr};
+use super::{finish_response, request_id_from, AppState, PeerAddr};
 use crate::omaha::protocol::MAX_BODY_BYTES;
 
 /// How long clients and shutdown may take (`--read-timeout-seconds`,
@@ -206,7 +206,9 @@ async fn omaha(
     let started = Instant::now();
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
     let id = request_id_from(header("x-request-id"));
-    let ip = client_ip_from(header("x-forwarded-for"), Some(peer));
+    let ip = state
+        .trusted_proxies
+        .client_ip(header("x-forwarded-for"), Some(peer));
     let path = request.uri().path().to_string();
     // Larger than the limit, or broken off: the same answer either way (as `limited_body`,
     // which also says when a refused body is read and discarded first).

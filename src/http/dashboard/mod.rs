@@ -695,12 +695,13 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(tail())
         .and(raw_query())
         .then(serve_page);
+    let client_ip = crate::http::client_ip(&state);
     let actions = warp::path("ui")
         .and(warp::post())
         .and(with_state(state))
         .and(cookie())
         .and(tail())
-        .and(crate::http::client_ip())
+        .and(client_ip)
         .and(limited_body(limit))
         .then(serve_action);
 
