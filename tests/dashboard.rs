@@ -759,6 +759,37 @@ async fn pages_require_login(db: TestDb) {
 }
 both_backends!(pages_require_login_over_http, pages_require_login);
 
+/// Login CSRF: a login form posted from another site's page (the browser sends
+/// `Sec-Fetch-Site: cross-site`) starts no session; the same form from this server's own login
+/// page, or from a client that sends no such header, logs in.
+#[tokio::test]
+async fn cross_site_login_is_refused() {
+    let app = spawn_app_with(TestDb::sqlite().await, AppOptions::default()).await;
+    let client = raw_client();
+    let post = |site: Option<&'static str>| {
+        let mut request = client.post(app.url("/ui/login")).form(&[
+            ("username", "admin"),
+            ("password", "admin"),
+            ("next", "/ui/"),
+        ]);
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        request.send()
+    };
+    let r = post(Some("cross-site")).await.expect("POST");
+    assert_eq!(r.status(), 403);
+    assert!(
+        set_cookie(&r).is_none(),
+        "no session for a cross-site login"
+    );
+    for site in [Some("same-origin"), Some("none"), None] {
+        let r = post(site).await.expect("POST");
+        assert_eq!(r.status(), 303, "{site:?}");
+        assert!(set_cookie(&r).is_some(), "{site:?}");
+    }
+}
+
 async fn cookie_attributes(db: TestDb) {
     let app = spawn(db, &[]).await;
     let client = raw_client();

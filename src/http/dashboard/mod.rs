@@ -604,6 +604,7 @@ async fn serve_action(
     cookie: Option<String>,
     tail: String,
     client: std::net::IpAddr,
+    fetch_site: Option<String>,
     body: Result<Bytes, usize>,
 ) -> Response {
     let Ok(body) = body else {
@@ -612,6 +613,16 @@ async fn serve_action(
     };
     let form = Form::parse(&String::from_utf8_lossy(&body));
     if tail == "login" {
+        // Login CSRF (another site logging the browser in as someone else): the login form has
+        // no session to bind a token to, so it relies on the browser saying where the form came
+        // from. Clients that send no `Sec-Fetch-Site` (scripts, old browsers) are let through.
+        if fetch_site.as_deref() == Some("cross-site") {
+            return UiError::Forbidden(
+                "Logging in from another site's form is refused. Open the login page of this server and try again."
+                    .into(),
+            )
+            .into_response();
+        }
         return actions::login(state, client, form).await;
     }
     let ctx = match lookup(&state, cookie.as_deref()).await {
@@ -702,6 +713,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(cookie())
         .and(tail())
         .and(client_ip)
+        .and(warp::header::optional::<String>("sec-fetch-site"))
         .and(limited_body(limit))
         .then(serve_action);
 
