@@ -129,13 +129,18 @@ impl App {
         };
         http::server::serve(self.listener, self.state, options, shutdown).await;
         let _ = stop_tx.send(true);
-        for mut task in tasks {
-            if tokio::time::timeout(BACKGROUND_GRACE, &mut task)
-                .await
-                .is_err()
-            {
-                task.abort();
-            }
+        finish_within(tasks, BACKGROUND_GRACE).await;
+    }
+}
+
+/// Waits for `tasks` to finish, all of them together within `grace` (one deadline, not one
+/// per task: a dozen slow tasks must not hold the process for a dozen graces), and aborts the
+/// ones still running then.
+async fn finish_within(tasks: Vec<tokio::task::JoinHandle<()>>, grace: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    for mut task in tasks {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            task.abort();
         }
     }
 }
@@ -189,4 +194,25 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Paused time: the clock only moves when every task waits, so the elapsed time below is
+    /// the tasks' virtual time, not this machine's speed.
+    #[tokio::test(start_paused = true)]
+    async fn background_tasks_share_one_grace_period() {
+        let grace = std::time::Duration::from_secs(10);
+        let stuck = || {
+            tokio::spawn(async {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            })
+        };
+        let quick = tokio::spawn(async {});
+        let started = tokio::time::Instant::now();
+        finish_within(vec![stuck(), quick, stuck(), stuck()], grace).await;
+        assert_eq!(started.elapsed(), grace, "three stuck tasks, one grace");
+    }
 }
