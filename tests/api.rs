@@ -1574,13 +1574,8 @@ async fn failed_logins_are_throttled_per_client_and_per_user() {
     let t = spawn_app(TestDb::sqlite().await).await;
     let token = t.admin_token().await;
     let url = t.url("/api/apps");
-    let basic = |ip: String, user: &'static str, password: &'static str| {
-        t.client
-            .get(&url)
-            .header("x-forwarded-for", ip)
-            .basic_auth(user, Some(password))
-            .send()
-    };
+    let basic =
+        |ip: String, user: &'static str, password: &'static str| basic_from(&t, ip, user, password);
     let attacker = "203.0.113.1".to_string();
     for i in 0..20 {
         let r = basic(attacker.clone(), "admin", "guess")
@@ -1663,27 +1658,30 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
         },
     )
     .await;
-    let url = t.url("/api/apps");
     for i in 0..20 {
-        let r = t
-            .client
-            .get(&url)
-            .header("x-forwarded-for", format!("198.51.100.{i}"))
-            .basic_auth("admin", Some("guess"))
-            .send()
+        let r = basic_from(&t, format!("198.51.100.{i}"), "admin", "guess")
             .await
             .expect("GET");
         assert_eq!(r.status(), 401, "attempt {i}");
     }
-    let r = t
-        .client
-        .get(&url)
-        .header("x-forwarded-for", "198.51.100.250")
-        .basic_auth("admin", Some("admin"))
-        .send()
+    let r = basic_from(&t, "198.51.100.250".into(), "admin", "admin")
         .await
         .expect("GET");
     expect_error(r, 429, "too many failed logins").await;
+}
+
+/// `GET /api/apps` with Basic auth, claiming to come from `ip` (`X-Forwarded-For`).
+fn basic_from(
+    t: &TestApp,
+    ip: String,
+    user: &str,
+    password: &str,
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> {
+    t.client
+        .get(t.url("/api/apps"))
+        .header("x-forwarded-for", ip)
+        .basic_auth(user, Some(password))
+        .send()
 }
 
 both_backends!(
