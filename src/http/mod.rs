@@ -141,10 +141,11 @@ pub fn drains_refused_body(declared: Option<u64>, expect: Option<&str>) -> bool 
 }
 
 /// Reads and drops the rest of a refused body, until [`DRAIN_LIMIT_BYTES`] in all (`read` so far)
-/// or an error (the body read timeout ends a slow one).
-async fn discard<S, B>(mut stream: Pin<Box<S>>, mut read: u64)
+/// or an error (the body read timeout ends a slow one). Both servers' bodies: warp's stream and
+/// `http::server`'s (as a data stream).
+pub(crate) async fn discard<S, B, E>(mut stream: Pin<Box<S>>, mut read: u64)
 where
-    S: futures_util::Stream<Item = Result<B, warp::Error>> + ?Sized,
+    S: futures_util::Stream<Item = Result<B, E>> + ?Sized,
     B: Buf,
 {
     while read <= DRAIN_LIMIT_BYTES {

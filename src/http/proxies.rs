@@ -20,26 +20,26 @@ const PRIVATE: &[&str] = &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc0
 impl Default for TrustedProxies {
     /// Loopback and private networks (the `--trusted-proxies` default).
     fn default() -> Self {
-        let nets = LOOPBACK
-            .iter()
-            .chain(PRIVATE)
-            .filter_map(|net| net.parse().ok())
-            .collect();
-        Self(nets)
+        Self(nets(LOOPBACK).chain(nets(PRIVATE)).collect())
     }
+}
+
+/// The ranges of a named list (static and valid).
+fn nets(list: &'static [&'static str]) -> impl Iterator<Item = IpNet> {
+    list.iter().filter_map(|net| net.parse().ok())
 }
 
 impl TrustedProxies {
     /// Parses `--trusted-proxies` entries: addresses, CIDR ranges, `loopback`, `private`, or
     /// `none` (trust no proxy: the peer is always the client).
     pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, String> {
-        let mut nets = Vec::new();
+        let mut ranges = Vec::new();
         for entry in entries {
             let entry = entry.as_ref().trim();
             match entry {
                 "" | "none" => {}
-                "loopback" => nets.extend(LOOPBACK.iter().filter_map(|n| n.parse::<IpNet>().ok())),
-                "private" => nets.extend(PRIVATE.iter().filter_map(|n| n.parse::<IpNet>().ok())),
+                "loopback" => ranges.extend(nets(LOOPBACK)),
+                "private" => ranges.extend(nets(PRIVATE)),
                 _ => {
                     let net = entry
                         .parse::<IpNet>()
@@ -50,11 +50,11 @@ impl TrustedProxies {
                                  `loopback`, `private` or `none`"
                             )
                         })?;
-                    nets.push(net);
+                    ranges.push(net);
                 }
             }
         }
-        Ok(Self(nets))
+        Ok(Self(ranges))
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {

@@ -216,7 +216,7 @@ async fn omaha(
     let drains = super::drains_refused_body(declared, header("expect"));
     let body = if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         if drains {
-            tokio::spawn(discard_body(request.into_body()));
+            discard_body(request.into_body(), 0);
         }
         Err(MAX_BODY_BYTES)
     } else {
@@ -231,7 +231,7 @@ async fn omaha(
                         len += data.len();
                         if len > MAX_BODY_BYTES {
                             if drains {
-                                tokio::spawn(discard_body(body));
+                                discard_body(body, len as u64);
                             }
                             break Err(MAX_BODY_BYTES);
                         }
@@ -251,18 +251,11 @@ async fn omaha(
     finish_response(&state.metrics, started, &id, &Method::POST, &path, response)
 }
 
-/// Reads and drops a refused body behind the answer, up to `http::DRAIN_LIMIT_BYTES` or an
-/// error (the read timeout ends a slow one).
-async fn discard_body(mut body: TimedBody) {
-    let mut read = 0u64;
-    while read <= super::DRAIN_LIMIT_BYTES {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                read += frame.data_ref().map_or(0, |d| d.len() as u64);
-            }
-            _ => return,
-        }
-    }
+/// Reads and drops a refused body behind the answer (`http::discard`), `read` bytes of it read
+/// already.
+fn discard_body(body: TimedBody, read: u64) {
+    let stream = Box::pin(http_body_util::BodyDataStream::new(body));
+    tokio::spawn(super::discard(stream, read));
 }
 
 /// Shared by a request's [`TimedBody`] and whoever answers it: set when the body was late.

@@ -612,10 +612,6 @@ fn attribute_error(key: &[u8], err: impl std::fmt::Display) -> ProtocolError {
     ProtocolError::Malformed(format!("attribute {}: {err}", truncate(&key, 64)))
 }
 
-fn set<'a>(field: &mut Text<'a>, value: Cow<'a, str>) {
-    *field = value;
-}
-
 fn set_string(field: &mut String, value: &str) {
     field.clear();
     field.push_str(value);
@@ -721,10 +717,10 @@ fn read_request_attrs<'a>(
     let mut protocol = None;
     for_each_attr(text, elem, |key, value| match key {
         b"protocol" => protocol = Some(value),
-        b"version" => set(&mut req.version, value),
-        b"updaterversion" => set(&mut req.updater_version, value),
-        b"installsource" => set(&mut req.install_source, value),
-        b"ismachine" => set(&mut req.is_machine, value),
+        b"version" => req.version = value,
+        b"updaterversion" => req.updater_version = value,
+        b"installsource" => req.install_source = value,
+        b"ismachine" => req.is_machine = value,
         _ => {}
     })?;
     req.protocol = check_protocol(protocol)?;
@@ -734,10 +730,10 @@ fn read_request_attrs<'a>(
 fn read_os<'a>(text: &'a str, elem: &BytesStart<'_>) -> Result<Os<'a>, ProtocolError> {
     let mut os = Os::default();
     for_each_attr(text, elem, |key, value| match key {
-        b"platform" => set(&mut os.platform, value),
-        b"version" => set(&mut os.version, value),
-        b"sp" => set(&mut os.sp, value),
-        b"arch" => set(&mut os.arch, value),
+        b"platform" => os.platform = value,
+        b"version" => os.version = value,
+        b"sp" => os.sp = value,
+        b"arch" => os.arch = value,
         _ => {}
     })?;
     Ok(os)
@@ -746,17 +742,17 @@ fn read_os<'a>(text: &'a str, elem: &BytesStart<'_>) -> Result<Os<'a>, ProtocolE
 fn read_app<'a>(text: &'a str, elem: &BytesStart<'_>) -> Result<AppRequest<'a>, ProtocolError> {
     let mut app = AppRequest::default();
     for_each_attr(text, elem, |key, value| match key {
-        b"appid" => set(&mut app.appid, value),
-        b"version" => set(&mut app.version, value),
-        b"track" => set(&mut app.track, value),
-        b"machineid" => set(&mut app.machine_id, value),
-        b"bootid" => set(&mut app.boot_id, value),
-        b"oem" => set(&mut app.oem, value),
-        b"oemversion" => set(&mut app.oem_version, value),
-        b"alephversion" => set(&mut app.aleph_version, value),
-        b"board" => set(&mut app.board, value),
-        b"machinealias" => set(&mut app.machine_alias, value),
-        b"lang" => set(&mut app.lang, value),
+        b"appid" => app.appid = value,
+        b"version" => app.version = value,
+        b"track" => app.track = value,
+        b"machineid" => app.machine_id = value,
+        b"bootid" => app.boot_id = value,
+        b"oem" => app.oem = value,
+        b"oemversion" => app.oem_version = value,
+        b"alephversion" => app.aleph_version = value,
+        b"board" => app.board = value,
+        b"machinealias" => app.machine_alias = value,
+        b"lang" => app.lang = value,
         b"multi_manifest_ok" => app.multi_manifest_ok = parse_bool(&value),
         _ => {}
     })?;
@@ -768,8 +764,8 @@ fn read_event<'a>(text: &'a str, elem: &BytesStart<'_>) -> Result<EventRequest<'
     for_each_attr(text, elem, |key, value| match key {
         b"eventtype" => event.event_type = parse_i32(&value),
         b"eventresult" => event.event_result = parse_i32(&value),
-        b"previousversion" => set(&mut event.previous_version, value),
-        b"errorcode" => set(&mut event.error_code, value),
+        b"previousversion" => event.previous_version = value,
+        b"errorcode" => event.error_code = value,
         _ => {}
     })?;
     Ok(event)
